@@ -1,0 +1,123 @@
+//! `ConvBn`: a convolution (full 3D, or factorised (2+1)D) followed by BatchNorm.
+//!
+//! Every convolution of a rho backbone is one of these, so weight naming, init and the (2+1)D
+//! factorisation live in one place.
+
+use burn::module::{Module, Param};
+use burn::nn::conv::{Conv3d, Conv3dConfig};
+use burn::nn::PaddingConfig3d;
+use burn::tensor::activation::relu;
+use burn::tensor::{backend::Backend, Distribution, Tensor};
+
+use crate::norm::BatchNorm3d;
+
+/// Hyper-parameters shared by every BatchNorm of a network.
+#[derive(Debug, Clone, Copy)]
+pub struct BnSettings {
+    pub eps: f64,
+    pub momentum: f64,
+}
+
+/// A bias-free Conv3d with symmetric "same-style" padding k/2, He (fan-out) initialised.
+pub fn conv3d<B: Backend>(
+    cin: usize,
+    cout: usize,
+    kernel: [usize; 3],
+    stride: [usize; 3],
+    device: &B::Device,
+) -> Conv3d<B> {
+    let mut conv = Conv3dConfig::new([cin, cout], kernel)
+        .with_stride(stride)
+        .with_padding(PaddingConfig3d::Explicit(
+            kernel[0] / 2,
+            kernel[1] / 2,
+            kernel[2] / 2,
+        ))
+        .with_bias(false)
+        .init(device);
+    // MSRA fill as in PySlowFast's `init_weights`: N(0, sqrt(2 / fan_out)), fan_out = C_out·k.
+    let fan_out = cout * kernel.iter().product::<usize>();
+    let std = (2.0 / fan_out as f64).sqrt();
+    let shape = conv.weight.dims();
+    conv.weight = Param::from_tensor(Tensor::random(
+        shape,
+        Distribution::Normal(0.0, std),
+        device,
+    ));
+    conv
+}
+
+/// The spatial half of a (2+1)D convolution: 1×k×k conv, BN and ReLU before the temporal conv.
+#[derive(Module, Debug)]
+pub struct SpatialConv<B: Backend> {
+    pub conv: Conv3d<B>,
+    pub bn: BatchNorm3d<B>,
+}
+
+/// Convolution + BatchNorm. When `spatial` is present the unit is R(2+1)D: `spatial` first,
+/// then `conv` is the k_t×1×1 temporal convolution.
+#[derive(Module, Debug)]
+pub struct ConvBn<B: Backend> {
+    pub spatial: Option<SpatialConv<B>>,
+    pub conv: Conv3d<B>,
+    pub bn: BatchNorm3d<B>,
+}
+
+impl<B: Backend> ConvBn<B> {
+    /// A full 3D conv.
+    pub fn full(
+        cin: usize,
+        cout: usize,
+        kernel: [usize; 3],
+        stride: [usize; 3],
+        bn: BnSettings,
+        device: &B::Device,
+    ) -> Self {
+        Self {
+            spatial: None,
+            conv: conv3d(cin, cout, kernel, stride, device),
+            bn: BatchNorm3d::new(cout, bn.eps, bn.momentum, device),
+        }
+    }
+
+    /// A (2+1)D pair with `mid` channels between the spatial and the temporal conv.
+    #[allow(clippy::too_many_arguments)]
+    pub fn factorised(
+        cin: usize,
+        mid: usize,
+        cout: usize,
+        kernel: [usize; 3],
+        stride: [usize; 3],
+        bn: BnSettings,
+        device: &B::Device,
+    ) -> Self {
+        let spatial = SpatialConv {
+            conv: conv3d(
+                cin,
+                mid,
+                [1, kernel[1], kernel[2]],
+                [1, stride[1], stride[2]],
+                device,
+            ),
+            bn: BatchNorm3d::new(mid, bn.eps, bn.momentum, device),
+        };
+        Self {
+            spatial: Some(spatial),
+            conv: conv3d(mid, cout, [kernel[0], 1, 1], [stride[0], 1, 1], device),
+            bn: BatchNorm3d::new(cout, bn.eps, bn.momentum, device),
+        }
+    }
+
+    /// conv → BN (no activation; the caller decides).
+    pub fn forward(&self, x: Tensor<B, 5>) -> Tensor<B, 5> {
+        let x = match &self.spatial {
+            Some(s) => relu(s.bn.forward(s.conv.forward(x))),
+            None => x,
+        };
+        self.bn.forward(self.conv.forward(x))
+    }
+
+    pub fn out_channels(&self) -> usize {
+        self.bn.channels()
+    }
+}

@@ -1,0 +1,27 @@
+//! rho-model: 3D CNN video backbones in Burn, numerically identical to their PyTorch references.
+//!
+//! A network is described by a [`ResNet3dConfig`] (presets: `slow_r50`, `slow_r101`, `r3d_18`,
+//! `r2plus1d_18` and small variants) and built from parts: [`Stem`], [`ResStage`], [`ResBlock`],
+//! [`ClassificationHead`]. [`weights`] moves parameters to and from pytorchvideo, PySlowFast and
+//! torchvision state dicts.
+
+pub mod block;
+pub mod config;
+pub mod conv;
+pub mod error;
+pub mod head;
+pub mod norm;
+pub mod resnet;
+pub mod stage;
+pub mod stem;
+pub mod weights;
+
+pub use block::{BlockSpec, ResBlock};
+pub use config::{BlockKind, ConvFactor, ResNet3dConfig, StageConfig, StemConfig, PRESETS};
+pub use conv::ConvBn;
+pub use error::ModelError;
+pub use head::ClassificationHead;
+pub use norm::BatchNorm3d;
+pub use resnet::ResNet3d;
+pub use stage::ResStage;
+pub use stem::Stem;

@@ -1,0 +1,183 @@
+//! Writing a network's weights as `.safetensors` in any [`Naming`], atomically.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::{backend::Backend, Tensor};
+use safetensors::tensor::TensorView;
+use safetensors::Dtype;
+
+use super::naming::{slots, Naming, Role};
+use super::state_dict::{RawTensor, StateDict};
+use crate::error::ModelError;
+use crate::resnet::ResNet3d;
+
+/// The network's tensors as a state dict in `naming` and PyTorch layout, with BN
+/// `num_batches_tracked` counters (0) where PyTorch modules expect them.
+pub fn to_state_dict<B: Backend>(
+    model: &ResNet3d<B>,
+    naming: Naming,
+) -> Result<StateDict, ModelError> {
+    model.sync_running_stats();
+    let mut collect = Collect {
+        path: Vec::new(),
+        values: HashMap::new(),
+    };
+    model.visit(&mut collect);
+    let mut sd = StateDict::default();
+    for slot in slots(model, naming) {
+        let key = slot.key(naming)?;
+        let data = collect.values.remove(&slot.rho_path).ok_or_else(|| {
+            ModelError::Config(format!("internal: no tensor at `{}`", slot.rho_path))
+        })?;
+        let data = match slot.role {
+            Role::LinearWeight => {
+                let (out, inp) = (slot.torch_shape[0], slot.torch_shape[1]);
+                let mut t = vec![0f32; data.len()];
+                for o in 0..out {
+                    for i in 0..inp {
+                        t[o * inp + i] = data[i * out + o];
+                    }
+                }
+                t
+            }
+            _ => data,
+        };
+        if let Some(counter) = slot.batch_counter_key(naming) {
+            sd.tensors.insert(
+                counter,
+                RawTensor {
+                    shape: vec![],
+                    data: vec![0.0],
+                    integer: true,
+                },
+            );
+        }
+        sd.tensors.insert(
+            key,
+            RawTensor {
+                shape: slot.torch_shape.clone(),
+                data,
+                integer: false,
+            },
+        );
+    }
+    Ok(sd)
+}
+
+/// Writes `sd` to `path` as safetensors (f32, integers as i64), via a temporary file, fsync and
+/// rename, so a crash never leaves a half-written file under the final name.
+pub fn write_safetensors(
+    sd: &StateDict,
+    path: &Path,
+    metadata: &[(&str, &str)],
+) -> Result<(), ModelError> {
+    let werr = |reason: String| ModelError::WriteWeights {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let bytes: Vec<(String, Vec<u8>, Dtype, Vec<usize>)> = sd
+        .tensors
+        .iter()
+        .map(|(k, t)| {
+            if t.integer {
+                let b = t
+                    .data
+                    .iter()
+                    .flat_map(|v| (*v as i64).to_le_bytes())
+                    .collect();
+                (k.clone(), b, Dtype::I64, t.shape.clone())
+            } else {
+                let b = t.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+                (k.clone(), b, Dtype::F32, t.shape.clone())
+            }
+        })
+        .collect();
+    let views: Vec<(String, TensorView)> = bytes
+        .iter()
+        .map(|(k, b, dt, shape)| {
+            TensorView::new(*dt, shape.clone(), b)
+                .map(|v| (k.clone(), v))
+                .map_err(|e| werr(e.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut meta: HashMap<String, String> = metadata
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    meta.entry("format".into()).or_insert_with(|| "pt".into());
+    let serialized = safetensors::serialize(views, Some(meta)).map_err(|e| werr(e.to_string()))?;
+    write_atomically(path, &serialized).map_err(|e| werr(e.to_string()))
+}
+
+/// temp file in the same folder → fsync → rename → fsync the folder.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Exports `model` to `path` in `naming`.
+pub fn save_safetensors<B: Backend>(
+    model: &ResNet3d<B>,
+    path: &Path,
+    naming: Naming,
+) -> Result<(), ModelError> {
+    let sd = to_state_dict(model, naming)?;
+    write_safetensors(
+        &sd,
+        path,
+        &[
+            ("arch", &model.arch),
+            ("naming", naming.as_str()),
+            ("producer", "rho"),
+        ],
+    )
+}
+
+struct Collect {
+    path: Vec<String>,
+    values: HashMap<String, Vec<f32>>,
+}
+
+impl<B: Backend> ModuleVisitor<B> for Collect {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let data = param
+            .val()
+            .into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .unwrap_or_default();
+        self.values.insert(self.path.join("."), data);
+    }
+}
