@@ -179,20 +179,17 @@ pub fn load_state_dict<B: Backend>(
             report.unexpected.push(k.clone());
         }
     }
-    // A file with a head loaded into a network without one: the head is not used, and that is
-    // only acceptable when asked for.
-    if opts.allow_partial && model.head.is_none() {
-        if let Some(n) = head_classes(sd, naming, model.stages.len())
-            .map(|_| head_prefix(naming, model.stages.len()))
-        {
-            report.unexpected.retain(|k| {
-                let head = k.starts_with(&n);
-                if head {
-                    ignored.push(k.clone());
-                }
-                !head
-            });
-        }
+    // With `allow_partial`, whatever the file keeps under the head's prefix (a classifier of
+    // another size, an SSL projection MLP) is left out instead of failing the load.
+    if opts.allow_partial {
+        let prefix = head_prefix(naming, model.stages.len());
+        report.unexpected.retain(|k| {
+            let head = k.starts_with(&prefix);
+            if head {
+                ignored.push(k.clone());
+            }
+            !head
+        });
     }
     if !(report.missing.is_empty() && report.unexpected.is_empty() && report.mis_shaped.is_empty())
     {
@@ -206,6 +203,13 @@ pub fn load_state_dict<B: Backend>(
         device,
     };
     let model = model.map(&mut mapper);
+    if !mapper.values.is_empty() {
+        let left: Vec<String> = mapper.values.keys().cloned().collect();
+        return Err(ModelError::Config(format!(
+            "internal: the naming table has paths the network does not: {}",
+            left.join(", ")
+        )));
+    }
     Ok((
         model,
         LoadReport {
