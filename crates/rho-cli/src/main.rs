@@ -1,1 +1,70 @@
-fn main() {}
+//! `rho`: unsupervised spatiotemporal representation learning (ρMoCo, ρSimCLR, ρBYOL, ρSwAV).
+
+mod arch;
+mod backend;
+mod commands;
+mod npy;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use backend::BackendKind;
+use commands::*;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rho",
+    version,
+    about = "Unsupervised spatiotemporal representation learning on Burn"
+)]
+struct Cli {
+    /// Backend to run on (default: the first compiled in of cuda, wgpu, flex, ndarray).
+    #[arg(long, global = true, value_enum)]
+    backend: Option<BackendKind>,
+    /// GPU index for cuda/wgpu.
+    #[arg(long, global = true, default_value_t = 0)]
+    device: usize,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Pooled features (and logits) of clips in a .npy file.
+    Embed(embed::EmbedArgs),
+    /// Convert weights between namings (pytorchvideo, pyslowfast, torchvision, rho).
+    Convert(convert::ConvertArgs),
+    /// Write a freshly initialised backbone as .safetensors.
+    Init(init::InitArgs),
+    /// Write a random normalised clip as .npy.
+    MakeClip(make_clip::MakeClipArgs),
+    /// List the backbone presets.
+    Models,
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let cli = Cli::parse();
+    if let Command::MakeClip(a) = &cli.command {
+        return make_clip::run(a);
+    }
+    let kind = BackendKind::resolve(cli.backend)?;
+    let name = format!("{kind:?}").to_lowercase();
+    with_backend!(kind, cli.device, |B, dev| match &cli.command {
+        Command::Embed(a) => embed::run::<B>(a, dev),
+        Command::Convert(a) => convert::run::<B>(a, dev),
+        Command::Init(a) => init::run::<B>(a, dev),
+        Command::Models => models::run::<B>(dev),
+        Command::Bench(c) => bench::run::<B>(c, &name, dev),
+        Command::MakeClip(_) => unreachable!("handled above"),
+    })
+}

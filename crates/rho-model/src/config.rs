@@ -228,8 +228,9 @@ impl ResNet3dConfig {
         Ok(())
     }
 
-    /// Smallest input [T, H, W] that survives every stride of the network.
-    pub fn min_input(&self) -> [usize; 3] {
+    /// Total downsampling [T, H, W] from the input to the res5 map. Smaller inputs still run
+    /// (padding keeps every map at least 1×1×1), but then res5 sees a single position.
+    pub fn total_stride(&self) -> [usize; 3] {
         let mut t = self.stem.stride[0];
         let mut s = self.stem.stride[1] * if self.stem.max_pool { 2 } else { 1 };
         for st in &self.stages {
@@ -268,7 +269,7 @@ mod tests {
         assert_eq!(outs, [256, 512, 1024, 2048]);
         assert_eq!(tk, [1, 1, 3, 3]);
         assert_eq!(c.feature_dim(), 2048);
-        assert_eq!(c.min_input(), [1, 32, 32]);
+        assert_eq!(c.total_stride(), [1, 32, 32]);
     }
 
     #[test]

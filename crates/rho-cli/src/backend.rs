@@ -1,0 +1,91 @@
+//! Which Burn backend runs a command: chosen at build time by Cargo features, and among the
+//! compiled-in ones at run time by `--backend`. Everything below the CLI is generic.
+
+use anyhow::{bail, Result};
+use clap::ValueEnum;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// Pure-Rust CPU backend (default build).
+    Flex,
+    /// The ndarray CPU backend (feature `ndarray`).
+    Ndarray,
+    /// wgpu: Vulkan, Metal, DX12 (feature `wgpu`).
+    Wgpu,
+    /// NVIDIA CUDA (feature `cuda`).
+    Cuda,
+}
+
+impl BackendKind {
+    pub fn compiled() -> Vec<BackendKind> {
+        let mut v = Vec::new();
+        if cfg!(feature = "cuda") {
+            v.push(BackendKind::Cuda);
+        }
+        if cfg!(feature = "wgpu") {
+            v.push(BackendKind::Wgpu);
+        }
+        if cfg!(feature = "flex") {
+            v.push(BackendKind::Flex);
+        }
+        if cfg!(feature = "ndarray") {
+            v.push(BackendKind::Ndarray);
+        }
+        v
+    }
+
+    /// `--backend` or the first compiled one (GPUs first).
+    pub fn resolve(requested: Option<BackendKind>) -> Result<BackendKind> {
+        let compiled = Self::compiled();
+        match requested {
+            Some(k) if compiled.contains(&k) => Ok(k),
+            Some(k) => bail!(
+                "backend `{k:?}` is not compiled into this rho; build with `--features {}` (compiled: {:?})",
+                format!("{k:?}").to_lowercase(),
+                compiled
+            ),
+            None => compiled
+                .first()
+                .copied()
+                .ok_or_else(|| anyhow::anyhow!("rho was built without any backend feature (flex, ndarray, wgpu, cuda)")),
+        }
+    }
+}
+
+/// Runs `$body` with `B` bound to the chosen backend type and `$dev` to its device.
+#[macro_export]
+macro_rules! with_backend {
+    ($kind:expr, $index:expr, |$B:ident, $dev:ident| $body:expr) => {{
+        use $crate::backend::BackendKind;
+        match $kind {
+            #[cfg(feature = "flex")]
+            BackendKind::Flex => {
+                type $B = burn::backend::Flex;
+                let $dev = Default::default();
+                let _ = $index;
+                $body
+            }
+            #[cfg(feature = "ndarray")]
+            BackendKind::Ndarray => {
+                type $B = burn::backend::NdArray<f32>;
+                let $dev = Default::default();
+                let _ = $index;
+                $body
+            }
+            #[cfg(feature = "wgpu")]
+            BackendKind::Wgpu => {
+                type $B = burn::backend::Wgpu;
+                let $dev = burn::backend::wgpu::WgpuDevice::DiscreteGpu($index);
+                $body
+            }
+            #[cfg(feature = "cuda")]
+            BackendKind::Cuda => {
+                type $B = burn::backend::Cuda;
+                let $dev = burn::backend::cuda::CudaDevice::new($index);
+                $body
+            }
+            #[allow(unreachable_patterns)]
+            other => anyhow::bail!("backend {other:?} is not compiled in"),
+        }
+    }};
+}
