@@ -9,6 +9,7 @@ use burn::nn::PaddingConfig3d;
 use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Distribution, Tensor};
 
+use crate::gemm_conv::{conv3d_forward, ConvStrategy};
 use crate::norm::BatchNorm3d;
 
 /// Hyper-parameters shared by every BatchNorm of a network.
@@ -110,11 +111,12 @@ impl<B: Backend> ConvBn<B> {
 
     /// conv → BN (no activation; the caller decides).
     pub fn forward(&self, x: Tensor<B, 5>) -> Tensor<B, 5> {
+        let strategy = ConvStrategy::for_device::<B>(&x.device());
         let x = match &self.spatial {
-            Some(s) => relu(s.bn.forward(s.conv.forward(x))),
+            Some(s) => relu(s.bn.forward(conv3d_forward(&s.conv, x, strategy))),
             None => x,
         };
-        self.bn.forward(self.conv.forward(x))
+        self.bn.forward(conv3d_forward(&self.conv, x, strategy))
     }
 
     pub fn out_channels(&self) -> usize {

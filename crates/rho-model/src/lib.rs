@@ -9,6 +9,7 @@ pub mod block;
 pub mod config;
 pub mod conv;
 pub mod error;
+pub mod gemm_conv;
 pub mod head;
 pub mod norm;
 pub mod resnet;
