@@ -1,0 +1,39 @@
+//! `SslNetwork`: backbone, projection MLP and, per method, a predictor or prototypes.
+
+use burn::module::Module;
+use burn::tensor::{backend::Backend, Tensor};
+use rho_model::ResNet3d;
+
+use crate::mlp::ProjectionMlp;
+use crate::prototypes::Prototypes;
+use crate::similarity::l2_normalize;
+
+#[derive(Module, Debug)]
+pub struct SslNetwork<B: Backend> {
+    pub backbone: ResNet3d<B>,
+    pub projector: ProjectionMlp<B>,
+    /// ρBYOL only.
+    pub predictor: Option<ProjectionMlp<B>>,
+    /// ρSwAV only.
+    pub prototypes: Option<Prototypes<B>>,
+}
+
+impl<B: Backend> SslNetwork<B> {
+    /// Projection z = g(f(x)) of one clip batch [B, 3, T, H, W] (not normalised).
+    pub fn project(&self, clip: Tensor<B, 5>) -> Tensor<B, 2> {
+        self.projector.forward(self.backbone.forward(clip))
+    }
+
+    /// Prediction q(z) for BYOL, or z itself when the network has no predictor.
+    pub fn predict(&self, z: Tensor<B, 2>) -> Tensor<B, 2> {
+        match &self.predictor {
+            Some(p) => p.forward(z),
+            None => z,
+        }
+    }
+
+    /// L2-normalised projection.
+    pub fn embed(&self, clip: Tensor<B, 5>) -> Tensor<B, 2> {
+        l2_normalize(self.project(clip))
+    }
+}

@@ -1,0 +1,267 @@
+//! The four methods end to end on a tiny backbone: every ρ runs forward and backward, the loss
+//! falls when over-fitting a fixed batch, ρ = 2 is the two-clip loss, and the properties that no
+//! fixture covers (order invariance, Sinkhorn marginals).
+
+use burn::backend::{Autodiff, Flex};
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{GradientsParams, Optimizer, SgdConfig};
+use burn::tensor::{Distribution, Tensor};
+use rho_model::ResNet3dConfig;
+use rho_objectives::*;
+
+type AB = Autodiff<Flex>;
+
+fn config(kind: MethodKind) -> MethodConfig {
+    let mut c = MethodConfig::preset(kind);
+    c.proj_hidden = 64;
+    c.proj_dim = 32;
+    c.with_predictor_hidden(64)
+        .with_queue_len(64)
+        .with_prototypes(20)
+}
+
+fn network(cfg: &MethodConfig) -> SslNetwork<AB> {
+    let dev = Default::default();
+    let backbone = ResNet3dConfig::preset("slow_r18_tiny")
+        .unwrap()
+        .init::<AB>(&dev);
+    cfg.build_network(backbone, &dev)
+}
+
+fn clips(views: usize, seed: u64) -> Vec<Tensor<AB, 5>> {
+    let dev = Default::default();
+    <AB as burn::tensor::backend::Backend>::seed(&dev, seed);
+    let base = Tensor::<AB, 5>::random([4, 3, 4, 32, 32], Distribution::Normal(0.0, 1.0), &dev);
+    (0..views)
+        .map(|_| {
+            base.clone() + Tensor::random([4, 3, 4, 32, 32], Distribution::Normal(0.0, 0.3), &dev)
+        })
+        .collect()
+}
+
+const KINDS: [MethodKind; 4] = [
+    MethodKind::Moco,
+    MethodKind::Byol,
+    MethodKind::Simclr,
+    MethodKind::Swav,
+];
+
+#[test]
+fn every_method_steps_for_rho_one_to_four() {
+    let ctx = StepContext {
+        epoch: 1.5,
+        total_epochs: 10.0,
+    };
+    for kind in KINDS {
+        let cfg = config(kind);
+        let net = network(&cfg);
+        let mut method = Method::new(cfg, &net, &Default::default()).unwrap();
+        // ρ = 1 is two crops of one clip: two views for the method, like ρ = 2.
+        for views in [2, 2, 3, 4] {
+            let net = method.prepare(net.clone());
+            let out = method
+                .step(&net, &clips(views, 7), ctx, &SingleDevice)
+                .unwrap();
+            let grads = out.loss.backward();
+            let g = GradientsParams::from_grads(grads, &net);
+            assert!(
+                g.len() > 10,
+                "{kind:?} ρ-views {views}: only {} gradients",
+                g.len()
+            );
+            let l = out.metrics["loss"];
+            assert!(l.is_finite(), "{kind:?}: loss {l}");
+            assert!(out.metrics["emb_std"] > 0.0);
+        }
+        let err = method
+            .step(&net, &clips(1, 7), ctx, &SingleDevice)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("≥ 2"), "{err}");
+    }
+}
+
+#[test]
+fn every_method_overfits_a_fixed_batch() {
+    let ctx = StepContext {
+        epoch: 2.0,
+        total_epochs: 10.0,
+    };
+    let batch = clips(2, 11);
+    for kind in KINDS {
+        let cfg = config(kind).with_queue_len(16);
+        let mut net = network(&cfg);
+        let mut method = Method::new(cfg, &net, &Default::default()).unwrap();
+        // On a fixed batch the MoCo queue would fill with copies of the positives themselves,
+        // which makes the loss rise by construction. Over-fit against fixed negatives instead:
+        // the keys of 16 other clips, restored before every step.
+        let negatives = method.target.as_ref().map(|t| {
+            let keys: Vec<_> = clips(4, 99)
+                .into_iter()
+                .map(|c| t.target.embed(c).detach().inner())
+                .collect();
+            KeyQueue::<Flex> {
+                keys: Tensor::cat(keys, 0),
+                ptr: 0,
+            }
+            .state()
+        });
+        let mut optim = SgdConfig::new()
+            .with_momentum(Some(
+                MomentumConfig::new().with_momentum(0.9).with_dampening(0.0),
+            ))
+            .init::<AB, SslNetwork<AB>>();
+        let mut losses = Vec::new();
+        for _ in 0..50 {
+            net = method.prepare(net);
+            if let (MethodKind::Moco, Some(n)) = (kind, &negatives) {
+                method.load_queue_state(n, &Default::default()).unwrap();
+            }
+            let out = method.step(&net, &batch, ctx, &SingleDevice).unwrap();
+            losses.push(out.metrics["loss"]);
+            let grads = GradientsParams::from_grads(out.loss.backward(), &net);
+            net = optim.step(0.05, net, grads);
+        }
+        let first: f64 = losses[..5].iter().sum::<f64>() / 5.0;
+        let last: f64 = losses[45..].iter().sum::<f64>() / 5.0;
+        eprintln!("{kind:?}: mean loss of steps 1-5 {first:.4}, of steps 46-50 {last:.4}");
+        assert!(
+            last < first - 0.05 * first.abs().max(0.1),
+            "{kind:?}: loss {first:.4} → {last:.4} ({losses:?})"
+        );
+    }
+}
+
+/// With ρ = 2 and a fresh target (θ_m = θ), ρMoCo and ρBYOL are the symmetric two-clip losses.
+#[test]
+fn rho_two_is_the_two_clip_loss() {
+    let ctx = StepContext {
+        epoch: 0.0,
+        total_epochs: 10.0,
+    };
+    let x = clips(2, 3);
+    for kind in [MethodKind::Moco, MethodKind::Byol] {
+        let cfg = config(kind);
+        let net = network(&cfg);
+        let mut method = Method::new(cfg, &net, &Default::default()).unwrap();
+        let queue = method
+            .queue
+            .as_ref()
+            .map(|q| Tensor::<AB, 2>::from_inner(q.keys.clone()));
+        let got = method.step(&net, &x, ctx, &SingleDevice).unwrap().metrics["loss"];
+        let target = &method.target.as_ref().unwrap().target;
+        let k: Vec<_> = x.iter().map(|c| target.embed(c.clone())).collect();
+        let want = match kind {
+            MethodKind::Moco => {
+                let q: Vec<_> = x.iter().map(|c| net.embed(c.clone())).collect();
+                let l0 = info_nce_per_positive(
+                    q[0].clone(),
+                    &[k[1].clone()],
+                    queue.clone().unwrap(),
+                    0.1,
+                );
+                let l1 = info_nce_per_positive(q[1].clone(), &[k[0].clone()], queue.unwrap(), 0.1);
+                (l0 + l1).div_scalar(2.0)
+            }
+            _ => {
+                let p: Vec<_> = x
+                    .iter()
+                    .map(|c| l2_normalize(net.predict(net.project(c.clone()))))
+                    .collect();
+                (negative_cosine_x2(p[0].clone(), k[1].clone())
+                    + negative_cosine_x2(p[1].clone(), k[0].clone()))
+                .div_scalar(2.0)
+            }
+        };
+        let want = want.into_data().to_vec::<f32>().unwrap()[0] as f64;
+        assert!(
+            (got - want).abs() < 1e-4 * want.abs().max(1.0),
+            "{kind:?}: {got} vs {want}"
+        );
+    }
+}
+
+fn rand(n: usize, d: usize) -> Tensor<AB, 2> {
+    l2_normalize(Tensor::random(
+        [n, d],
+        Distribution::Normal(0.0, 1.0),
+        &Default::default(),
+    ))
+}
+
+fn v(t: Tensor<AB, 1>) -> f32 {
+    t.into_data().to_vec::<f32>().unwrap()[0]
+}
+
+#[test]
+fn losses_are_invariant_to_clip_order_where_expected() {
+    let (q, k1, k2, k3, queue) = (rand(6, 8), rand(6, 8), rand(6, 8), rand(6, 8), rand(20, 8));
+    let a = v(info_nce_multi_positive(
+        q.clone(),
+        &[k1.clone(), k2.clone(), k3.clone()],
+        queue.clone(),
+        0.1,
+    ));
+    let b = v(info_nce_multi_positive(
+        q.clone(),
+        &[k3.clone(), k1.clone(), k2.clone()],
+        queue.clone(),
+        0.1,
+    ));
+    assert!((a - b).abs() < 1e-5);
+    let a = v(info_nce_per_positive(
+        q.clone(),
+        &[k1.clone(), k2.clone()],
+        queue.clone(),
+        0.1,
+    ));
+    let b = v(info_nce_per_positive(
+        q.clone(),
+        &[k2.clone(), k1.clone()],
+        queue.clone(),
+        0.1,
+    ));
+    assert!((a - b).abs() < 1e-5);
+    // NT-Xent is symmetric in its two views.
+    let a = v(nt_xent(k1.clone(), k2.clone(), 0.1, &SingleDevice));
+    let b = v(nt_xent(k2.clone(), k1.clone(), 0.1, &SingleDevice));
+    assert!((a - b).abs() < 1e-5);
+    // SwAV: swapping the two assignment views, or permuting the others, changes nothing.
+    let protos = rand(10, 8);
+    let s: Vec<_> = [q, k1, k2, k3]
+        .into_iter()
+        .map(|z| z.matmul(protos.clone().transpose()))
+        .collect();
+    let settings = SwavSettings {
+        temperature: 0.1,
+        epsilon: 0.05,
+        iterations: 3,
+        assignment_views: 2,
+    };
+    let a = v(swapped_prediction(&s, settings, &SingleDevice));
+    let b = v(swapped_prediction(
+        &[s[1].clone(), s[0].clone(), s[3].clone(), s[2].clone()],
+        settings,
+        &SingleDevice,
+    ));
+    assert!((a - b).abs() < 1e-5);
+}
+
+#[test]
+fn sinkhorn_marginals() {
+    let (b, k) = (12, 5);
+    let scores = rand(b, 8).matmul(rand(k, 8).transpose());
+    // Each sample's codes sum to 1 after any number of iterations …
+    let q = sinkhorn(scores.clone(), 0.05, 3, &SingleDevice);
+    let cols = q.clone().sum_dim(1).into_data().to_vec::<f32>().unwrap();
+    assert!(cols.iter().all(|c| (c - 1.0).abs() < 1e-5), "{cols:?}");
+    // … and with enough iterations the prototypes share the batch equally: rows sum to B/K
+    // (1/K before the final scaling by B).
+    let q = sinkhorn(scores, 0.05, 200, &SingleDevice);
+    let rows = q.sum_dim(0).into_data().to_vec::<f32>().unwrap();
+    assert!(
+        rows.iter().all(|r| (r - b as f32 / k as f32).abs() < 1e-3),
+        "{rows:?}"
+    );
+}
