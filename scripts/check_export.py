@@ -50,8 +50,15 @@ def main():
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--frames", type=int, default=8)
     ap.add_argument("--archs", default="slow_r50,r3d_18,r2plus1d_18")
+    ap.add_argument("--backend", default=None, help="rho --backend (e.g. cuda)")
+    ap.add_argument("--device", default="cpu", help="torch device for the reference")
+    ap.add_argument("--tol", type=float, default=1e-4)
     args = ap.parse_args()
     torch.set_grad_enabled(False)
+    # Compare full-precision arithmetic on both sides (PyTorch uses TF32 convs on GPUs by default).
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    rho = [args.rho] + (["--backend", args.backend] if args.backend else [])
     failed = False
     with tempfile.TemporaryDirectory() as d:
         clip = os.path.join(d, "clip.npy")
@@ -62,14 +69,14 @@ def main():
             subprocess.run([args.rho, "init", "--arch", arch, "--num-classes", "400", "--naming", naming, "--out", w], check=True)
             sd = load_file(w)
             model.load_state_dict(sd, strict=True)  # raises on any missing/unexpected key
-            model.eval()
+            model.eval().to(args.device)
             feats, logits = os.path.join(d, "f.npy"), os.path.join(d, "l.npy")
-            subprocess.run([args.rho, "embed", "--arch", arch, "--weights", w, "--input", clip, "--out", feats, "--logits", logits], check=True)
-            x = torch.from_numpy(np.load(clip))
-            f_ref = trunk(x).mean(dim=(2, 3, 4)).numpy()
-            l_ref = model(x).numpy()
+            subprocess.run(rho + ["embed", "--arch", arch, "--weights", w, "--input", clip, "--out", feats, "--logits", logits], check=True)
+            x = torch.from_numpy(np.load(clip)).to(args.device)
+            f_ref = trunk(x).mean(dim=(2, 3, 4)).cpu().numpy()
+            l_ref = model(x).cpu().numpy()
             ef, el = rel(np.load(feats), f_ref), rel(np.load(logits), l_ref)
-            ok = ef < 1e-4 and el < 1e-4
+            ok = ef < args.tol and el < args.tol
             failed |= not ok
             print(f"{arch:12s} strict load OK; features rel. L2 {ef:.2e}, logits rel. L2 {el:.2e} {'OK' if ok else 'FAIL'}")
     sys.exit(1 if failed else 0)
