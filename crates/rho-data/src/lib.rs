@@ -1,3 +1,12 @@
-//! rho-data: video decoding, ρ-clip sampling, augmentation and loading, with no Burn backend.
+//! rho-data: ρ-clip video data without a Burn backend.
 //!
-//! Not implemented yet: this crate is filled by its own issue and exports nothing so far.
+//! So far: the ρ-clip [`sampler`] (spec §3.1) and the counter-based randomness ([`rng`]) that
+//! makes every draw a function of (seed, epoch, sample, clip). Decoding, augmentation, dataset
+//! indexes and the loader are still to come (their issue is open).
+
+pub mod error;
+pub mod rng;
+pub mod sampler;
+
+pub use error::DataError;
+pub use sampler::{ClipFrames, ClipPlan, ClipSamplerConfig, VideoTiming};

@@ -1,0 +1,7 @@
+//! Errors of the data pipeline.
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("invalid data configuration: {0}")]
+    Config(String),
+}
