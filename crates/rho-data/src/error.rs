@@ -4,4 +4,11 @@
 pub enum DataError {
     #[error("invalid data configuration: {0}")]
     Config(String),
+    /// A dataset index (list, CSV, JSON) that cannot be read; `line` 0 means the whole file.
+    #[error("{}{}: {reason}", path.display(), if *line > 0 { format!(", line {line}") } else { String::new() })]
+    Index {
+        path: std::path::PathBuf,
+        line: usize,
+        reason: String,
+    },
 }

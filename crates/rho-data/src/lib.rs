@@ -1,12 +1,15 @@
 //! rho-data: ρ-clip video data without a Burn backend.
 //!
-//! So far: the ρ-clip [`sampler`] (spec §3.1) and the counter-based randomness ([`rng`]) that
-//! makes every draw a function of (seed, epoch, sample, clip). Decoding, augmentation, dataset
-//! indexes and the loader are still to come (their issue is open).
+//! So far: dataset [`index`]es, clip [`augment`]ations, the ρ-clip [`sampler`] (spec §3.1) and the counter-based
+//! randomness ([`rng`]) that makes every draw a function of (seed, epoch, sample, clip).
+//! Decoding and the loader are still to come (their issue is open).
 
+pub mod augment;
 pub mod error;
+pub mod index;
 pub mod rng;
 pub mod sampler;
 
 pub use error::DataError;
+pub use index::{Split, VideoEntry, VideoIndex, VideoSource};
 pub use sampler::{ClipFrames, ClipPlan, ClipSamplerConfig, VideoTiming};
