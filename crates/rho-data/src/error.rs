@@ -11,4 +11,10 @@ pub enum DataError {
         line: usize,
         reason: String,
     },
+    /// A video that cannot be opened or decoded.
+    #[error("cannot decode {}: {reason}", path.display())]
+    Decode {
+        path: std::path::PathBuf,
+        reason: String,
+    },
 }

@@ -5,6 +5,8 @@
 //! Decoding and the loader are still to come (their issue is open).
 
 pub mod augment;
+#[cfg(feature = "video")]
+pub mod decode;
 pub mod error;
 pub mod index;
 pub mod rng;
