@@ -2,16 +2,18 @@
 //!
 //! So far: dataset [`index`]es, clip [`augment`]ations, the ρ-clip [`sampler`] (spec §3.1) and the counter-based
 //! randomness ([`rng`]) that makes every draw a function of (seed, epoch, sample, clip).
-//! Decoding and the loader are still to come (their issue is open).
+//! plus FFmpeg decoding and the loader. Frame folders, `rho data check` and `rho data bench` are still to come (their issue is open).
 
 pub mod augment;
 #[cfg(feature = "video")]
 pub mod decode;
 pub mod error;
 pub mod index;
+pub mod loader;
 pub mod rng;
 pub mod sampler;
 
 pub use error::DataError;
 pub use index::{Split, VideoEntry, VideoIndex, VideoSource};
+pub use loader::{Batch, LoaderConfig, LoaderPosition, VideoLoader};
 pub use sampler::{ClipFrames, ClipPlan, ClipSamplerConfig, VideoTiming};

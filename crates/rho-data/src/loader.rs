@@ -1,0 +1,419 @@
+//! `VideoLoader`: worker threads turn dataset entries into batches [B, V, 3, T, S, S] (V = ρ
+//! clips per video, or 2 crops of one clip when ρ = 1), with bounded prefetch and exact
+//! determinism: the epoch's order and every random choice are functions of (seed, epoch, sample,
+//! clip), so a batch is the same whatever the number of workers, and a loader restored to a
+//! saved [`LoaderPosition`] yields exactly the batches the uninterrupted run would have.
+//!
+//! A video that is missing, undecodable, too short or hangs never stops the loader: it is
+//! replaced by another sample chosen deterministically, counted, and reported once.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use rand::seq::SliceRandom;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::augment::{AugmentConfig, ClipPixels};
+use crate::error::DataError;
+use crate::index::{VideoIndex, VideoSource};
+use crate::rng::{stream, Purpose};
+use crate::sampler::{ClipSamplerConfig, VideoTiming};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoaderConfig {
+    pub batch_size: usize,
+    pub workers: usize,
+    /// Batches decoded ahead of the consumer.
+    pub prefetch: usize,
+    pub seed: u64,
+    pub sampler: ClipSamplerConfig,
+    pub augment: AugmentConfig,
+    /// Short side of decoded frames (256 in the paper's MoCo/BYOL configs).
+    pub short_side: u32,
+    /// A decode taking longer is abandoned and the video treated as bad.
+    pub decode_timeout_s: f64,
+    /// Attempts to find a good substitute for a bad video before the batch fails.
+    pub max_substitutions: usize,
+}
+
+impl LoaderConfig {
+    /// Views per video handed to a method.
+    pub fn views(&self) -> usize {
+        if self.sampler.rho == 1 {
+            2
+        } else {
+            self.sampler.rho
+        }
+    }
+}
+
+/// Where the loader is: the next batch is batch `cursor` of epoch `epoch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LoaderPosition {
+    pub epoch: u64,
+    pub cursor: usize,
+}
+
+/// One batch.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// [B, V, 3, T, S, S], normalised.
+    pub clips: Vec<f32>,
+    pub shape: [usize; 6],
+    /// Dataset indices actually used (after substitutions).
+    pub samples: Vec<usize>,
+    pub labels: Vec<Option<usize>>,
+    pub position: LoaderPosition,
+}
+
+/// Bad videos seen so far: path → reason (each reported once).
+#[derive(Debug, Default)]
+pub struct BadVideos {
+    pub seen: Mutex<BTreeMap<PathBuf, String>>,
+    pub substitutions: AtomicUsize,
+}
+
+pub struct VideoLoader {
+    index: Arc<VideoIndex>,
+    cfg: LoaderConfig,
+    position: LoaderPosition,
+    pub bad: Arc<BadVideos>,
+}
+
+impl VideoLoader {
+    pub fn new(index: VideoIndex, cfg: LoaderConfig) -> Result<Self, DataError> {
+        cfg.sampler.validate()?;
+        if cfg.batch_size == 0 || cfg.workers == 0 {
+            return Err(DataError::Config(
+                "batch_size and workers must be at least 1".into(),
+            ));
+        }
+        if index.len() < cfg.batch_size {
+            return Err(DataError::Config(format!(
+                "the index has {} videos, fewer than one batch of {}",
+                index.len(),
+                cfg.batch_size
+            )));
+        }
+        Ok(Self {
+            index: Arc::new(index),
+            cfg,
+            position: LoaderPosition::default(),
+            bad: Arc::new(BadVideos::default()),
+        })
+    }
+
+    /// Full batches per epoch (the last partial batch is dropped, as in pre-training).
+    pub fn batches_per_epoch(&self) -> usize {
+        self.index.len() / self.cfg.batch_size
+    }
+
+    pub fn position(&self) -> LoaderPosition {
+        self.position
+    }
+
+    pub fn set_position(&mut self, p: LoaderPosition) {
+        self.position = p;
+    }
+
+    /// The dataset order of `epoch`.
+    pub fn epoch_order(&self, epoch: u64) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.index.len()).collect();
+        order.shuffle(&mut stream(self.cfg.seed, epoch, 0, 0, Purpose::Shuffle));
+        order
+    }
+
+    /// The remaining batches of the current epoch, decoded by the worker threads; the position
+    /// advances as batches are taken, and moves to the next epoch at the end.
+    pub fn epoch(&mut self) -> EpochIter<'_> {
+        let LoaderPosition { epoch, cursor } = self.position;
+        let b = self.cfg.batch_size;
+        let order = self.epoch_order(epoch);
+        let jobs: Vec<usize> = order[cursor * b..self.batches_per_epoch() * b].to_vec();
+        let total = jobs.len() / b;
+        let (tx, rx) =
+            sync_channel::<(usize, Result<Sample, DataError>)>(self.cfg.prefetch.max(1) * b);
+        let next = Arc::new(AtomicUsize::new(0));
+        let window = Arc::new((Mutex::new(self.cfg.prefetch.max(1) * b), Condvar::new()));
+        let jobs = Arc::new(jobs);
+        for _ in 0..self.cfg.workers {
+            let (tx, next, window, jobs) = (tx.clone(), next.clone(), window.clone(), jobs.clone());
+            let (index, cfg, bad) = (self.index.clone(), self.cfg.clone(), self.bad.clone());
+            std::thread::spawn(move || loop {
+                let j = next.fetch_add(1, Ordering::SeqCst);
+                if j >= jobs.len() {
+                    return;
+                }
+                {
+                    // Bounded prefetch: wait until the consumer is close enough.
+                    let (lock, cv) = &*window;
+                    let mut limit = lock.lock().unwrap_or_else(|e| e.into_inner());
+                    while j >= *limit {
+                        limit = cv.wait(limit).unwrap_or_else(|e| e.into_inner());
+                    }
+                }
+                let r = load_with_substitutes(&index, &cfg, &bad, epoch, jobs[j]);
+                if tx.send((j, r)).is_err() {
+                    return;
+                }
+            });
+        }
+        EpochIter {
+            loader: self,
+            rx,
+            window,
+            pending: BTreeMap::new(),
+            next_job: 0,
+            batches_left: total,
+        }
+    }
+}
+
+struct Sample {
+    index: usize,
+    label: Option<usize>,
+    /// [V, 3, T, S, S]
+    views: Vec<f32>,
+}
+
+pub struct EpochIter<'a> {
+    loader: &'a mut VideoLoader,
+    rx: Receiver<(usize, Result<Sample, DataError>)>,
+    window: Arc<(Mutex<usize>, Condvar)>,
+    pending: BTreeMap<usize, Result<Sample, DataError>>,
+    next_job: usize,
+    batches_left: usize,
+}
+
+impl Iterator for EpochIter<'_> {
+    type Item = Result<Batch, DataError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.batches_left == 0 {
+            if self.loader.position.cursor >= self.loader.batches_per_epoch() {
+                self.loader.position = LoaderPosition {
+                    epoch: self.loader.position.epoch + 1,
+                    cursor: 0,
+                };
+            }
+            return None;
+        }
+        let b = self.loader.cfg.batch_size;
+        let mut samples = Vec::with_capacity(b);
+        for j in self.next_job..self.next_job + b {
+            while !self.pending.contains_key(&j) {
+                match self.rx.recv() {
+                    Ok((k, s)) => {
+                        self.pending.insert(k, s);
+                    }
+                    Err(_) => {
+                        return Some(Err(DataError::Config(
+                            "the loader's workers stopped".into(),
+                        )))
+                    }
+                }
+            }
+            match self.pending.remove(&j) {
+                Some(Ok(s)) => samples.push(s),
+                Some(Err(e)) => return Some(Err(e)),
+                None => unreachable!("checked above"),
+            }
+        }
+        self.next_job += b;
+        {
+            let (lock, cv) = &*self.window;
+            *lock.lock().unwrap_or_else(|e| e.into_inner()) =
+                self.next_job + self.loader.cfg.prefetch.max(1) * b;
+            cv.notify_all();
+        }
+        let c = &self.loader.cfg;
+        let shape = [
+            b,
+            c.views(),
+            3,
+            c.sampler.frames,
+            c.augment.size,
+            c.augment.size,
+        ];
+        let position = self.loader.position;
+        let mut clips = Vec::with_capacity(shape.iter().product());
+        let (mut idx, mut labels) = (Vec::new(), Vec::new());
+        for s in samples {
+            clips.extend_from_slice(&s.views);
+            idx.push(s.index);
+            labels.push(s.label);
+        }
+        self.loader.position.cursor += 1;
+        self.batches_left -= 1;
+        Some(Ok(Batch {
+            clips,
+            shape,
+            samples: idx,
+            labels,
+            position,
+        }))
+    }
+}
+
+impl Drop for EpochIter<'_> {
+    fn drop(&mut self) {
+        // Let waiting workers run to the end; they stop when the channel is gone.
+        let (lock, cv) = &*self.window;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = usize::MAX;
+        cv.notify_all();
+    }
+}
+
+fn load_with_substitutes(
+    index: &Arc<VideoIndex>,
+    cfg: &LoaderConfig,
+    bad: &BadVideos,
+    epoch: u64,
+    sample: usize,
+) -> Result<Sample, DataError> {
+    let mut candidate = sample;
+    for attempt in 0..=cfg.max_substitutions {
+        match load_sample(index, cfg, epoch, candidate) {
+            Ok(s) => return Ok(s),
+            Err(e) => {
+                let path = index.entries[candidate].source.path().to_path_buf();
+                let mut seen = bad.seen.lock().unwrap_or_else(|e| e.into_inner());
+                if !seen.contains_key(&path) {
+                    eprintln!("rho-data: skipping bad video ({e}); a substitute is used");
+                    seen.insert(path, e.to_string());
+                }
+                bad.substitutions.fetch_add(1, Ordering::Relaxed);
+                let mut rng = stream(
+                    cfg.seed,
+                    epoch,
+                    sample as u64,
+                    attempt as u64 + 1,
+                    Purpose::Substitute,
+                );
+                candidate = rng.random_range(0..index.len());
+            }
+        }
+    }
+    Err(DataError::Config(format!(
+        "sample {sample} and {} substitutes all failed to decode; check the index with `rho data check`",
+        cfg.max_substitutions
+    )))
+}
+
+/// Decodes and augments one video (the work of one job), with a timeout on the decode.
+fn load_sample(
+    index: &Arc<VideoIndex>,
+    cfg: &LoaderConfig,
+    epoch: u64,
+    sample: usize,
+) -> Result<Sample, DataError> {
+    let entry = index.entries[sample].clone();
+    let path = entry.source.path().to_path_buf();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let c = cfg.clone();
+    // A decoder stuck on a pathological file is abandoned after the timeout (its thread ends
+    // with the decode or the process); the loader moves on.
+    std::thread::spawn(move || {
+        let _ = tx.send(decode_sample(&entry.source, &c, epoch, sample));
+    });
+    let (frames, plan_views) =
+        match rx.recv_timeout(Duration::from_secs_f64(cfg.decode_timeout_s.max(0.001))) {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(DataError::Decode {
+                    path,
+                    reason: format!("decoding took longer than {} s", cfg.decode_timeout_s),
+                });
+            }
+        };
+    let mut views = Vec::new();
+    for (v, clip) in plan_views.into_iter().enumerate() {
+        let pixels: &ClipPixels = &frames[clip];
+        let params = cfg.augment.sample(
+            pixels.h,
+            pixels.w,
+            &mut stream(cfg.seed, epoch, sample as u64, v as u64, Purpose::Augment),
+        );
+        views.extend(pixels.clone().augment(&params, &cfg.augment));
+    }
+    Ok(Sample {
+        index: sample,
+        label: index.entries[sample].label,
+        views,
+    })
+}
+
+/// The clips of one video as pixels, and which clip each view uses.
+type DecodedSample = (Vec<ClipPixels>, Vec<usize>);
+
+#[cfg(feature = "video")]
+fn decode_sample(
+    source: &VideoSource,
+    cfg: &LoaderConfig,
+    epoch: u64,
+    sample: usize,
+) -> Result<DecodedSample, DataError> {
+    use crate::decode::VideoDecoder;
+    let path = match source {
+        VideoSource::File(p) => p,
+        VideoSource::FrameDir { dir, .. } => {
+            return Err(DataError::Decode {
+                path: dir.clone(),
+                reason: "frame folders are not supported yet".into(),
+            })
+        }
+    };
+    let mut dec = VideoDecoder::open(path)?;
+    let probe = dec.probe().clone();
+    let plan = cfg.sampler.plan(
+        VideoTiming {
+            num_frames: probe.num_frames,
+            fps: probe.fps,
+        },
+        cfg.seed,
+        epoch,
+        sample as u64,
+    )?;
+    let wanted: Vec<usize> = plan
+        .clips
+        .iter()
+        .flat_map(|c| c.frames.iter().copied())
+        .collect();
+    let out = dec.read_frames(&wanted, Some(cfg.short_side))?;
+    let t = cfg.sampler.frames;
+    let fb = out.height * out.width * 3;
+    let clips: Vec<ClipPixels> = (0..plan.clips.len())
+        .map(|c| {
+            ClipPixels::from_u8(
+                t,
+                out.height,
+                out.width,
+                &out.rgb[c * t * fb..(c + 1) * t * fb],
+            )
+        })
+        .collect();
+    let views = if cfg.sampler.rho == 1 {
+        vec![0, 0]
+    } else {
+        plan.output_order.clone()
+    };
+    Ok((clips, views))
+}
+
+#[cfg(not(feature = "video"))]
+fn decode_sample(
+    source: &VideoSource,
+    _: &LoaderConfig,
+    _: u64,
+    _: usize,
+) -> Result<DecodedSample, DataError> {
+    Err(DataError::Decode {
+        path: source.path().to_path_buf(),
+        reason: "rho-data was built without the `video` feature".into(),
+    })
+}

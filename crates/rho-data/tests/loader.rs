@@ -1,0 +1,182 @@
+//! The loader on generated videos: batch shapes, determinism across worker counts, exact resume,
+//! and bad files that are substituted instead of stopping the run.
+#![cfg(feature = "video")]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use rho_data::augment::AugmentConfig;
+use rho_data::sampler::ClipSamplerConfig;
+use rho_data::{LoaderConfig, LoaderPosition, VideoEntry, VideoIndex, VideoLoader, VideoSource};
+
+fn make_videos(dir: &Path, n: usize) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    (0..n)
+        .map(|i| {
+            let out = dir.join(format!("v{i}.mp4"));
+            let src = format!("testsrc2=s=80x64:r=15:d=2,hue=h={}", i * 40);
+            let st = Command::new("ffmpeg")
+                .args([
+                    "-hide_banner",
+                    "-loglevel",
+                    "error",
+                    "-y",
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    &src,
+                ])
+                .args([
+                    "-c:v",
+                    "libx264",
+                    "-preset",
+                    "ultrafast",
+                    "-g",
+                    "8",
+                    "-pix_fmt",
+                    "yuv420p",
+                ])
+                .arg(&out)
+                .status()
+                .expect("the ffmpeg CLI is needed (scripts/setup.sh installs it)");
+            assert!(st.success());
+            out
+        })
+        .collect()
+}
+
+fn videos() -> Vec<PathBuf> {
+    static V: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
+    V.get_or_init(|| {
+        make_videos(
+            &std::env::temp_dir().join(format!("rho-loader-test-{}", std::process::id())),
+            6,
+        )
+    })
+    .clone()
+}
+
+fn index(paths: &[PathBuf]) -> VideoIndex {
+    VideoIndex {
+        entries: paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| VideoEntry {
+                source: VideoSource::File(p.clone()),
+                label: Some(i % 3),
+            })
+            .collect(),
+        classes: vec!["a".into(), "b".into(), "c".into()],
+    }
+}
+
+fn cfg(workers: usize, rho: usize) -> LoaderConfig {
+    LoaderConfig {
+        batch_size: 2,
+        workers,
+        prefetch: 2,
+        seed: 9,
+        sampler: ClipSamplerConfig {
+            frames: 4,
+            stride: 4,
+            rho,
+            max_timespan_s: None,
+        },
+        augment: AugmentConfig {
+            size: 32,
+            ..AugmentConfig::default()
+        },
+        short_side: 48,
+        decode_timeout_s: 30.0,
+        max_substitutions: 5,
+    }
+}
+
+fn all_batches(loader: &mut VideoLoader) -> Vec<(Vec<usize>, Vec<f32>)> {
+    loader
+        .epoch()
+        .map(|b| b.unwrap())
+        .map(|b| (b.samples, b.clips))
+        .collect()
+}
+
+#[test]
+fn batches_have_the_documented_shape() {
+    let mut l = VideoLoader::new(index(&videos()), cfg(2, 3)).unwrap();
+    let b = l.epoch().next().unwrap().unwrap();
+    assert_eq!(b.shape, [2, 3, 3, 4, 32, 32]);
+    assert_eq!(b.clips.len(), b.shape.iter().product::<usize>());
+    assert!(b.clips.iter().all(|v| v.is_finite()));
+    // ρ = 1: two crops of one clip.
+    let mut l = VideoLoader::new(index(&videos()), cfg(1, 1)).unwrap();
+    let b = l.epoch().next().unwrap().unwrap();
+    assert_eq!(b.shape[1], 2);
+}
+
+#[test]
+fn the_same_batches_whatever_the_worker_count() {
+    let one = all_batches(&mut VideoLoader::new(index(&videos()), cfg(1, 2)).unwrap());
+    let three = all_batches(&mut VideoLoader::new(index(&videos()), cfg(3, 2)).unwrap());
+    assert_eq!(one.len(), 3);
+    assert_eq!(one, three);
+    // A new epoch is a new order and new crops.
+    let mut l = VideoLoader::new(index(&videos()), cfg(2, 2)).unwrap();
+    let e0 = all_batches(&mut l);
+    assert_eq!(
+        l.position(),
+        LoaderPosition {
+            epoch: 1,
+            cursor: 0
+        }
+    );
+    let e1 = all_batches(&mut l);
+    assert_ne!(e0, e1);
+}
+
+#[test]
+fn a_restored_position_continues_exactly() {
+    let straight = all_batches(&mut VideoLoader::new(index(&videos()), cfg(2, 2)).unwrap());
+    let mut first = VideoLoader::new(index(&videos()), cfg(2, 2)).unwrap();
+    let taken: Vec<_> = first.epoch().take(1).map(|b| b.unwrap()).collect();
+    assert_eq!(taken[0].samples, straight[0].0);
+    let saved = first.position();
+    assert_eq!(
+        saved,
+        LoaderPosition {
+            epoch: 0,
+            cursor: 1
+        }
+    );
+    let mut resumed = VideoLoader::new(index(&videos()), cfg(1, 2)).unwrap();
+    resumed.set_position(saved);
+    let rest = all_batches(&mut resumed);
+    assert_eq!(rest, straight[1..].to_vec());
+}
+
+#[test]
+fn bad_files_are_substituted_counted_and_reported_once() {
+    let dir = std::env::temp_dir().join(format!("rho-loader-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let noise = dir.join("noise.mp4");
+    std::fs::write(&noise, vec![7u8; 4096]).unwrap();
+    let empty = dir.join("empty.mp4");
+    std::fs::write(&empty, b"").unwrap();
+    let mut paths = videos();
+    paths.extend([noise.clone(), empty.clone(), dir.join("missing.mp4")]);
+    let mut l = VideoLoader::new(index(&paths), cfg(2, 2)).unwrap();
+    for _ in 0..2 {
+        let batches: Vec<_> = l.epoch().collect();
+        assert_eq!(batches.len(), 4);
+        for b in batches {
+            let b = b.unwrap();
+            assert!(
+                b.samples.iter().all(|&s| s < 6),
+                "a bad video was used: {:?}",
+                b.samples
+            );
+        }
+    }
+    let seen = l.bad.seen.lock().unwrap();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(seen.contains_key(&noise) && seen.contains_key(&empty));
+}
