@@ -43,6 +43,15 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Dataset tools.
+    #[command(subcommand)]
+    Data(DataCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum DataCommand {
+    /// Check every video of an index or folder: decodable, frame counts, fps, VFR, length, GOP.
+    Check(data_check::DataCheckArgs),
 }
 
 fn main() {
@@ -54,8 +63,10 @@ fn main() {
 
 fn run() -> Result<()> {
     let cli = Cli::parse();
-    if let Command::MakeClip(a) = &cli.command {
-        return make_clip::run(a);
+    match &cli.command {
+        Command::MakeClip(a) => return make_clip::run(a),
+        Command::Data(DataCommand::Check(a)) => return data_check::run(a),
+        _ => {}
     }
     let kind = BackendKind::resolve(cli.backend)?;
     let name = format!("{kind:?}").to_lowercase();
@@ -65,6 +76,6 @@ fn run() -> Result<()> {
         Command::Init(a) => init::run::<B>(a, dev),
         Command::Models => models::run::<B>(dev),
         Command::Bench(c) => bench::run::<B>(c, &name, dev),
-        Command::MakeClip(_) => unreachable!("handled above"),
+        Command::MakeClip(_) | Command::Data(_) => unreachable!("handled above"),
     })
 }

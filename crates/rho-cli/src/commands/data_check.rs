@@ -1,0 +1,223 @@
+//! `rho data check`: the dataset doctor. Opens every video of an index (or a folder) and reports
+//! what would hurt training: undecodable files, frame counts the container misstates, variable
+//! frame rates, videos shorter than the recipe's clip span, long GOPs; writes the bad paths to a
+//! quarantine file and estimates the decode cost of an epoch. It exits 0 once the scan completes.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use rho_data::decode::VideoDecoder;
+use rho_data::sampler::ClipSamplerConfig;
+use rho_data::{VideoIndex, VideoSource};
+
+#[derive(Args, Debug)]
+pub struct DataCheckArgs {
+    /// An index (PySlowFast-style list `path [label]`, or mmaction frame list) or a folder of videos.
+    pub index: PathBuf,
+    /// Prefix joined to the paths of a list.
+    #[arg(long)]
+    pub prefix: Option<PathBuf>,
+    /// Frames per clip and stride of the recipe (for the too-short check and the cost estimate).
+    #[arg(long, default_value_t = 8)]
+    pub frames: usize,
+    #[arg(long, default_value_t = 8)]
+    pub stride: usize,
+    #[arg(long, default_value_t = 2)]
+    pub rho: usize,
+    /// Also decode every frame (slow) to compare the container's count with the decoded one.
+    #[arg(long)]
+    pub full: bool,
+    /// Write the paths of bad entries here, one per line.
+    #[arg(long)]
+    pub quarantine: Option<PathBuf>,
+    /// Print every entry, not only the problems.
+    #[arg(long)]
+    pub verbose: bool,
+}
+
+#[derive(Default)]
+struct Tally {
+    ok: usize,
+    bad: Vec<(PathBuf, String)>,
+    short: Vec<PathBuf>,
+    vfr: Vec<PathBuf>,
+    count_mismatch: Vec<PathBuf>,
+    frames_per_epoch: f64,
+    decode_seconds: f64,
+    decoded_frames: usize,
+    max_gop: usize,
+}
+
+pub fn run(a: &DataCheckArgs) -> Result<()> {
+    let prefix = a.prefix.clone().unwrap_or_default();
+    let index = if a.index.is_dir() {
+        VideoIndex::folder_tree(&a.index)?
+    } else {
+        let text = std::fs::read_to_string(&a.index)
+            .with_context(|| format!("cannot read {}", a.index.display()))?;
+        let frame_list = text
+            .lines()
+            .next()
+            .map(|l| {
+                l.split_whitespace().count() == 3
+                    && l.split_whitespace()
+                        .nth(1)
+                        .is_some_and(|x| x.parse::<usize>().is_ok())
+            })
+            .unwrap_or(false);
+        if frame_list {
+            VideoIndex::frame_folders(&a.index, &prefix)?
+        } else {
+            VideoIndex::pyslowfast_csv(&a.index, &prefix)?
+        }
+    };
+    let sampler = ClipSamplerConfig {
+        frames: a.frames,
+        stride: a.stride,
+        rho: a.rho,
+        max_timespan_s: None,
+    };
+    sampler.validate()?;
+    let bar = ProgressBar::new(index.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} videos, {elapsed} elapsed, ETA {eta} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut t = Tally::default();
+    for e in &index.entries {
+        let path = e.source.path().to_path_buf();
+        bar.inc(1);
+        let VideoSource::File(file) = &e.source else {
+            t.bad
+                .push((path, "frame folders are not checked yet".into()));
+            continue;
+        };
+        let started = Instant::now();
+        let mut dec = match VideoDecoder::open(file) {
+            Ok(d) => d,
+            Err(err) => {
+                t.bad.push((path, err.to_string()));
+                continue;
+            }
+        };
+        let p = dec.probe().clone();
+        let span = sampler.span(p.fps);
+        t.max_gop = t.max_gop.max(p.max_gop());
+        // A clip needs `span` frames; shorter videos are padded by clamping (data_notes §5).
+        if p.num_frames < span {
+            t.short.push(path.clone());
+        }
+        if p.variable_frame_rate {
+            t.vfr.push(path.clone());
+        }
+        // Expected decode work per sample: each clip decodes from its keyframe (half a GOP on
+        // average) through its span.
+        let per_clip = (span + p.max_gop() / 2).min(p.num_frames);
+        t.frames_per_epoch += (a.rho * per_clip).min(p.num_frames) as f64;
+        let mut note = String::new();
+        if a.full {
+            match dec.read_frames(&(0..p.num_frames).collect::<Vec<_>>(), Some(64)) {
+                Ok(out) => {
+                    t.decoded_frames += out.decoded;
+                    t.decode_seconds += started.elapsed().as_secs_f64();
+                    if p.container_frames.is_some_and(|c| c != out.decoded)
+                        || !out.missing.is_empty()
+                    {
+                        t.count_mismatch.push(path.clone());
+                        note = format!(
+                            ", container says {:?}, decoded {}",
+                            p.container_frames, out.decoded
+                        );
+                    }
+                }
+                Err(err) => {
+                    t.bad.push((path, err.to_string()));
+                    continue;
+                }
+            }
+        } else if t.decoded_frames < 2000 {
+            // Calibrate the decode speed on the first videos.
+            let n = p.num_frames.min(64);
+            if let Ok(out) = dec.read_frames(&(0..n).collect::<Vec<_>>(), Some(256)) {
+                t.decoded_frames += out.decoded;
+                t.decode_seconds += started.elapsed().as_secs_f64();
+            }
+        }
+        if a.verbose {
+            let line = format!(
+                "{}: {} frames{} at {:.2} fps, {:.1} s, GOP ≤ {}, {}{}",
+                path.display(),
+                p.num_frames,
+                p.container_frames
+                    .map(|c| format!(" (container {c})"))
+                    .unwrap_or_default(),
+                p.fps,
+                p.duration_s,
+                p.max_gop(),
+                p.codec,
+                note
+            );
+            bar.suspend(|| println!("{line}"));
+        }
+        t.ok += 1;
+    }
+    bar.finish_and_clear();
+
+    println!("checked {} entries of {}", index.len(), a.index.display());
+    println!("  decodable              {}", t.ok);
+    println!("  undecodable / missing  {}", t.bad.len());
+    println!(
+        "  shorter than one clip  {} (span {:.2} s for {}×{})",
+        t.short.len(),
+        sampler.span_seconds(),
+        a.frames,
+        a.stride
+    );
+    println!("  variable frame rate    {}", t.vfr.len());
+    if a.full {
+        println!("  frame-count mismatch   {}", t.count_mismatch.len());
+    }
+    println!("  longest GOP            {} frames", t.max_gop);
+    for (_, why) in &t.bad {
+        println!("  BAD   {why}");
+    }
+    for p in &t.short {
+        println!("  SHORT {}", p.display());
+    }
+    for p in &t.vfr {
+        println!("  VFR   {}", p.display());
+    }
+    for p in &t.count_mismatch {
+        println!("  COUNT {}", p.display());
+    }
+    if t.decoded_frames > 0 && t.decode_seconds > 0.0 {
+        let per_frame = t.decode_seconds / t.decoded_frames as f64;
+        println!(
+            "  decode cost estimate   {:.0} frames per epoch (ρ = {}), about {:.1} CPU-minutes at {:.0} frames/s per core",
+            t.frames_per_epoch,
+            a.rho,
+            t.frames_per_epoch * per_frame / 60.0,
+            1.0 / per_frame
+        );
+    }
+    if let Some(q) = &a.quarantine {
+        let body: String = t
+            .bad
+            .iter()
+            .map(|(p, _)| format!("{}\n", p.display()))
+            .collect();
+        rho_model::weights::write_atomically(q, body.as_bytes())
+            .with_context(|| format!("cannot write {}", q.display()))?;
+        println!(
+            "  quarantine list        {} ({} paths)",
+            q.display(),
+            t.bad.len()
+        );
+    }
+    Ok(())
+}

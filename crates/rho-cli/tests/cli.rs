@@ -1,0 +1,151 @@
+//! The `rho` binary end to end: feature extraction, conversion, and the dataset doctor.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn rho() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rho"))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("rho-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn run(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name)
+}
+
+#[test]
+fn embed_convert_and_clear_errors() {
+    let d = tmp("embed");
+    let clip = d.join("clip.npy");
+    assert!(
+        run(rho()
+            .args(["make-clip", "--shape", "2,3,4,32,32", "--out"])
+            .arg(&clip))
+        .0
+    );
+    // The PySlowFast checkpoint converted to pytorchvideo naming, then used for features.
+    let w = d.join("w.safetensors");
+    let (ok, log) = run(rho()
+        .args(["convert"])
+        .arg(fixture("slow_r50_tiny_pyslowfast.pyth"))
+        .arg(&w)
+        .args([
+            "--naming",
+            "pytorchvideo",
+            "--arch",
+            "slow_r50_tiny",
+            "--allow-partial",
+        ]));
+    assert!(ok, "{log}");
+    let feats = d.join("f.npy");
+    let (ok, log) = run(rho()
+        .args(["embed", "--arch", "slow_r50_tiny", "--weights"])
+        .arg(&w)
+        .arg("--input")
+        .arg(&clip)
+        .arg("--out")
+        .arg(&feats));
+    assert!(ok, "{log}");
+    let bytes = std::fs::read(&feats).unwrap();
+    assert!(bytes.starts_with(b"\x93NUMPY") && bytes.len() > 2 * 256 * 4);
+    // Wrong layout: the message says what is wrong.
+    let bad = d.join("bad.npy");
+    assert!(
+        run(rho()
+            .args(["make-clip", "--shape", "2,4,3,32,32", "--out"])
+            .arg(&bad))
+        .0
+    );
+    let (ok, log) = run(rho()
+        .args([
+            "embed",
+            "--arch",
+            "slow_r50_tiny",
+            "--random-init",
+            "--input",
+        ])
+        .arg(&bad)
+        .arg("--out")
+        .arg(d.join("x.npy")));
+    assert!(!ok && log.contains("expected 3 channels"), "{log}");
+    // Logits from weights without a head: refused with a reason.
+    let (ok, log) = run(rho()
+        .args(["embed", "--arch", "slow_r50_tiny", "--weights"])
+        .arg(&w)
+        .arg("--input")
+        .arg(&clip)
+        .arg("--out")
+        .arg(&feats)
+        .arg("--logits")
+        .arg(d.join("l.npy")));
+    assert!(!ok && log.contains("classification head"), "{log}");
+}
+
+fn ffmpeg(args: &[&str], out: &Path) {
+    let st = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
+        .args(args)
+        .arg(out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+#[test]
+fn data_check_reports_every_bad_file_and_exits_zero() {
+    let d = tmp("check");
+    std::fs::create_dir_all(d.join("a")).unwrap();
+    std::fs::create_dir_all(d.join("b")).unwrap();
+    ffmpeg(
+        &[
+            "-i",
+            "testsrc2=s=64x48:r=30:d=3",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+        ],
+        &d.join("a/good.mp4"),
+    );
+    ffmpeg(
+        &["-i", "testsrc2=s=64x48:r=30:d=1", "-c:v", "mpeg4"],
+        &d.join("b/short.avi"),
+    );
+    std::fs::write(d.join("b/noise.mp4"), vec![1u8; 3000]).unwrap();
+    std::fs::write(d.join("a/empty.webm"), b"").unwrap();
+    let good = std::fs::read(d.join("a/good.mp4")).unwrap();
+    std::fs::write(d.join("b/truncated.mp4"), &good[..good.len() / 3]).unwrap();
+    let q = d.join("quarantine.txt");
+    let (ok, log) = run(rho()
+        .args(["data", "check"])
+        .arg(&d)
+        .arg("--quarantine")
+        .arg(&q));
+    assert!(ok, "{log}");
+    assert!(log.contains("decodable              2"), "{log}");
+    assert!(log.contains("shorter than one clip  1"), "{log}");
+    let bad = std::fs::read_to_string(&q).unwrap();
+    for f in ["noise.mp4", "empty.webm", "truncated.mp4"] {
+        assert!(bad.contains(f), "{f} not quarantined: {bad}");
+    }
+    assert_eq!(bad.lines().count(), 3);
+}
