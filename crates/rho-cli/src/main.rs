@@ -52,6 +52,8 @@ enum Command {
 enum DataCommand {
     /// Check every video of an index or folder: decodable, frame counts, fps, VFR, length, GOP.
     Check(data_check::DataCheckArgs),
+    /// Decode throughput of a clip recipe, single-threaded (compare: scripts/bench_data.py).
+    Bench(data_bench::DataBenchArgs),
 }
 
 fn main() {
@@ -66,6 +68,7 @@ fn run() -> Result<()> {
     match &cli.command {
         Command::MakeClip(a) => return make_clip::run(a),
         Command::Data(DataCommand::Check(a)) => return data_check::run(a),
+        Command::Data(DataCommand::Bench(a)) => return data_bench::run(a),
         _ => {}
     }
     let kind = BackendKind::resolve(cli.backend)?;

@@ -139,6 +139,17 @@ impl MethodConfig {
     }
 }
 
+/// `acc + term`, starting from nothing.
+pub(crate) fn accumulate<B: burn::tensor::backend::Backend>(
+    acc: Option<Tensor<B, 1>>,
+    term: Tensor<B, 1>,
+) -> Option<Tensor<B, 1>> {
+    Some(match acc {
+        Some(a) => a + term,
+        None => term,
+    })
+}
+
 /// Where in training a step is.
 #[derive(Debug, Clone, Copy)]
 pub struct StepContext {
@@ -268,10 +279,7 @@ impl<B: AutodiffBackend> Method<B> {
             if q0.is_none() {
                 q0 = Some(q.detach());
             }
-            loss = Some(match loss {
-                Some(l) => l + li,
-                None => li,
-            });
+            loss = accumulate(loss, li);
         }
         let v = clips.len() as f64;
         let neg = scalar(q0.expect("≥ 2 clips").matmul(negatives.transpose()).mean());
@@ -310,17 +318,11 @@ impl<B: AutodiffBackend> Method<B> {
             let mut li = None;
             for t in &others {
                 let term = negative_cosine_x2(p.clone(), (*t).clone());
-                li = Some(match li {
-                    Some(l) => l + term,
-                    None => term,
-                });
+                li = accumulate(li, term);
             }
             let li = li.expect("≥ 2 clips").div_scalar(others.len() as f64);
             std += embedding_std(l2_normalize(z.detach()));
-            loss = Some(match loss {
-                Some(l) => l + li,
-                None => li,
-            });
+            loss = accumulate(loss, li);
         }
         let loss = loss.expect("≥ 2 clips").mul_scalar(factor);
         let v = clips.len() as f64;
@@ -361,10 +363,7 @@ impl<B: AutodiffBackend> Method<B> {
                     .sum_dim(1)
                     .mean(),
             );
-            loss = Some(match loss {
-                Some(x) => x + l,
-                None => l,
-            });
+            loss = accumulate(loss, l);
         }
         let loss = loss.expect("≥ 1 pair").mul_scalar(factor);
         let std = z

@@ -44,10 +44,7 @@ pub fn swapped_prediction<B: Backend>(
                 .mean()
                 .neg()
                 .div_scalar((v - 1) as f64);
-            total = Some(match total {
-                Some(t) => t + ce,
-                None => ce,
-            });
+            total = crate::method::accumulate(total, ce);
         }
     }
     total

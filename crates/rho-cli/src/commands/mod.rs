@@ -1,5 +1,6 @@
 pub mod bench;
 pub mod convert;
+pub mod data_bench;
 pub mod data_check;
 pub mod embed;
 pub mod init;

@@ -9,7 +9,7 @@ use burn::tensor::{backend::Backend, Tensor};
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 
-use super::naming::{slots, Naming, Role};
+use super::naming::{slots, transpose, Naming, Role};
 use super::state_dict::{RawTensor, StateDict};
 use crate::error::ModelError;
 use crate::resnet::ResNet3d;
@@ -35,13 +35,7 @@ pub fn to_state_dict<B: Backend>(
         let data = match slot.role {
             Role::LinearWeight => {
                 let (out, inp) = (slot.torch_shape[0], slot.torch_shape[1]);
-                let mut t = vec![0f32; data.len()];
-                for o in 0..out {
-                    for i in 0..inp {
-                        t[o * inp + i] = data[i * out + o];
-                    }
-                }
-                t
+                transpose(&data, inp, out)
             }
             _ => data,
         };

@@ -6,7 +6,7 @@ use std::fmt;
 use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 
-use super::naming::{slots, Naming, Role, Slot, NAMINGS};
+use super::naming::{slots, transpose, Naming, Role, Slot, NAMINGS};
 use super::state_dict::StateDict;
 use crate::error::ModelError;
 use crate::resnet::ResNet3d;
@@ -234,13 +234,7 @@ fn to_burn_layout(slot: &Slot, data: &[f32]) -> TensorData {
     match slot.role {
         Role::LinearWeight => {
             let (out, inp) = (slot.torch_shape[0], slot.torch_shape[1]);
-            let mut t = vec![0f32; data.len()];
-            for o in 0..out {
-                for i in 0..inp {
-                    t[i * out + o] = data[o * inp + i];
-                }
-            }
-            TensorData::new(t, [inp, out])
+            TensorData::new(transpose(data, out, inp), [inp, out])
         }
         _ => TensorData::new(data.to_vec(), slot.torch_shape.clone()),
     }

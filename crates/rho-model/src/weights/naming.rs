@@ -369,3 +369,15 @@ fn push_unit<B: Backend>(out: &mut Vec<Slot>, path: &str, unit: &ConvBn<B>, name
         ext(3),
     );
 }
+
+/// A row-major [rows, cols] matrix transposed (Burn stores Linear weights [in, out], PyTorch
+/// [out, in]).
+pub(crate) fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0f32; data.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = data[r * cols + c];
+        }
+    }
+    t
+}

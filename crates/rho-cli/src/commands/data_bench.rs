@@ -1,0 +1,161 @@
+//! `rho data bench`: decode throughput of the ρ-clip recipe on an index, single-threaded, and the
+//! exact frame plan written as JSON so `scripts/bench_data.py` times PyAV and decord on the very
+//! same frames.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use rho_data::decode::VideoDecoder;
+use rho_data::sampler::{ClipSamplerConfig, VideoTiming};
+use rho_data::{VideoIndex, VideoSource};
+use serde::Serialize;
+
+#[derive(Args, Debug)]
+pub struct DataBenchArgs {
+    /// A PySlowFast-style list or a folder of videos.
+    pub index: PathBuf,
+    #[arg(long, default_value_t = 8)]
+    pub frames: usize,
+    #[arg(long, default_value_t = 8)]
+    pub stride: usize,
+    #[arg(long, default_value_t = 4)]
+    pub rho: usize,
+    /// Short side of the decoded frames.
+    #[arg(long, default_value_t = 256)]
+    pub short_side: u32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Write the frame plan (path → frame indices) for the PyAV/decord comparison.
+    #[arg(long)]
+    pub plan_out: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct PlanItem {
+    path: String,
+    frames: Vec<usize>,
+    /// Output size of the decoded frames.
+    width: u32,
+    height: u32,
+}
+
+#[derive(Serialize)]
+struct Report {
+    engine: &'static str,
+    videos: usize,
+    clips: usize,
+    seconds: f64,
+    clips_per_s: f64,
+    ms_per_video: f64,
+    cpu_s: f64,
+    ms_per_video_cpu: f64,
+    frames_decoded: usize,
+    seeks: usize,
+    failed: usize,
+}
+
+pub fn run(a: &DataBenchArgs) -> Result<()> {
+    let index = if a.index.is_dir() {
+        VideoIndex::folder_tree(&a.index)?
+    } else {
+        VideoIndex::pyslowfast_csv(&a.index, std::path::Path::new(""))?
+    };
+    let sampler = ClipSamplerConfig {
+        frames: a.frames,
+        stride: a.stride,
+        rho: a.rho,
+        max_timespan_s: None,
+    };
+    let (mut plan, mut decoded, mut seeks, mut failed, mut clips, mut videos) =
+        (Vec::new(), 0, 0, 0, 0, 0);
+    let started = Instant::now();
+    let cpu0 = process_cpu_seconds();
+    for (i, e) in index.entries.iter().enumerate() {
+        let VideoSource::File(path) = &e.source else {
+            continue;
+        };
+        let result = (|| -> Result<(Vec<usize>, usize, usize, (u32, u32))> {
+            let mut dec = VideoDecoder::open(path)?;
+            let p = dec.probe();
+            let cp = sampler.plan(
+                VideoTiming {
+                    num_frames: p.num_frames,
+                    fps: p.fps,
+                },
+                a.seed,
+                0,
+                i as u64,
+            )?;
+            let wanted: Vec<usize> = cp
+                .clips
+                .iter()
+                .flat_map(|c| c.frames.iter().copied())
+                .collect();
+            let out = dec.read_frames(&wanted, Some(a.short_side))?;
+            Ok((
+                wanted,
+                out.decoded,
+                out.seeks,
+                dec.output_size(Some(a.short_side)),
+            ))
+        })();
+        match result {
+            Ok((wanted, d, s, (width, height))) => {
+                decoded += d;
+                seeks += s;
+                clips += a.rho;
+                videos += 1;
+                plan.push(PlanItem {
+                    path: path.display().to_string(),
+                    frames: wanted,
+                    width,
+                    height,
+                });
+            }
+            Err(_) => failed += 1,
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu_s = process_cpu_seconds() - cpu0;
+    let r = Report {
+        engine: "rho",
+        videos,
+        clips,
+        seconds,
+        clips_per_s: clips as f64 / seconds,
+        ms_per_video: seconds * 1e3 / videos.max(1) as f64,
+        cpu_s,
+        ms_per_video_cpu: cpu_s * 1e3 / videos.max(1) as f64,
+        frames_decoded: decoded,
+        seeks,
+        failed,
+    };
+    if let Some(p) = &a.plan_out {
+        rho_model::weights::write_atomically(p, serde_json::to_string(&plan)?.as_bytes())
+            .with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    if a.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!(
+            "rho: {} videos, {} clips of {}×{} (ρ = {}) at short side {}: {:.2} CPU-s, {:.1} CPU-ms per video (wall {:.2} s, {:.1} clips/s), {} frames decoded, {} seeks, {} failed",
+            r.videos, r.clips, a.frames, a.stride, a.rho, a.short_side, r.cpu_s, r.ms_per_video_cpu, r.seconds, r.clips_per_s, r.frames_decoded, r.seeks, r.failed
+        );
+    }
+    Ok(())
+}
+
+/// User + system CPU time of this process, in seconds.
+fn process_cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return f64::NAN;
+    }
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 * 1e-6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
