@@ -8,6 +8,7 @@ pub mod augment;
 #[cfg(feature = "video")]
 pub mod decode;
 pub mod error;
+pub mod eval_views;
 pub mod index;
 pub mod loader;
 pub mod rng;
@@ -15,5 +16,5 @@ pub mod sampler;
 
 pub use error::DataError;
 pub use index::{Split, VideoEntry, VideoIndex, VideoSource};
-pub use loader::{Batch, LoaderConfig, LoaderPosition, VideoLoader};
+pub use loader::{Batch, LoaderConfig, LoaderPosition, ShortVideoPolicy, VideoLoader};
 pub use sampler::{ClipFrames, ClipPlan, ClipSamplerConfig, VideoTiming};

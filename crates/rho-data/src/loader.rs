@@ -39,6 +39,19 @@ pub struct LoaderConfig {
     pub decode_timeout_s: f64,
     /// Attempts to find a good substitute for a bad video before the batch fails.
     pub max_substitutions: usize,
+    /// What to do with videos shorter than one clip's span.
+    #[serde(default)]
+    pub short_videos: ShortVideoPolicy,
+}
+
+/// Videos shorter than a clip: repeat their last frame (the released code's clamping), or treat
+/// them as bad and substitute another sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShortVideoPolicy {
+    #[default]
+    Pad,
+    Substitute,
 }
 
 impl LoaderConfig {
@@ -370,6 +383,19 @@ fn decode_sample(
     };
     let mut dec = VideoDecoder::open(path)?;
     let probe = dec.probe().clone();
+    if cfg.short_videos == ShortVideoPolicy::Substitute
+        && probe.num_frames < cfg.sampler.span(probe.fps)
+    {
+        return Err(DataError::Decode {
+            path: path.clone(),
+            reason: format!(
+                "{} frames, shorter than one clip ({} frames at {:.2} fps)",
+                probe.num_frames,
+                cfg.sampler.span(probe.fps),
+                probe.fps
+            ),
+        });
+    }
     let plan = cfg.sampler.plan(
         VideoTiming {
             num_frames: probe.num_frames,

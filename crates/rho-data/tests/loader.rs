@@ -7,7 +7,10 @@ use std::process::Command;
 
 use rho_data::augment::AugmentConfig;
 use rho_data::sampler::ClipSamplerConfig;
-use rho_data::{LoaderConfig, LoaderPosition, VideoEntry, VideoIndex, VideoLoader, VideoSource};
+use rho_data::{
+    LoaderConfig, LoaderPosition, ShortVideoPolicy, VideoEntry, VideoIndex, VideoLoader,
+    VideoSource,
+};
 
 fn make_videos(dir: &Path, n: usize) -> Vec<PathBuf> {
     std::fs::create_dir_all(dir).unwrap();
@@ -89,6 +92,7 @@ fn cfg(workers: usize, rho: usize) -> LoaderConfig {
         short_side: 48,
         decode_timeout_s: 30.0,
         max_substitutions: 5,
+        short_videos: ShortVideoPolicy::Pad,
     }
 }
 
@@ -179,4 +183,20 @@ fn bad_files_are_substituted_counted_and_reported_once() {
     let seen = l.bad.seen.lock().unwrap();
     assert_eq!(seen.len(), 3, "{seen:?}");
     assert!(seen.contains_key(&noise) && seen.contains_key(&empty));
+}
+
+#[test]
+fn short_videos_are_padded_or_substituted_by_policy() {
+    // Clips of 16×8 at 30 fps span 128 frames; the 2-s test videos at 15 fps have 30.
+    let mut c = cfg(1, 2);
+    c.sampler.frames = 16;
+    c.sampler.stride = 8;
+    let mut padded = VideoLoader::new(index(&videos()), c.clone()).unwrap();
+    assert!(padded.epoch().next().unwrap().is_ok());
+    c.short_videos = ShortVideoPolicy::Substitute;
+    c.max_substitutions = 2;
+    let mut strict = VideoLoader::new(index(&videos()), c).unwrap();
+    let e = strict.epoch().next().unwrap().err().unwrap().to_string();
+    assert!(e.contains("substitutes all failed"), "{e}");
+    assert_eq!(strict.bad.seen.lock().unwrap().len().min(1), 1);
 }
