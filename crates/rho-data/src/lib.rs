@@ -2,13 +2,14 @@
 //!
 //! So far: dataset [`index`]es, clip [`augment`]ations, the ρ-clip [`sampler`] (spec §3.1) and the counter-based
 //! randomness ([`rng`]) that makes every draw a function of (seed, epoch, sample, clip).
-//! plus FFmpeg decoding and the loader. Frame folders, `rho data check` and `rho data bench` are still to come (their issue is open).
+//! plus FFmpeg decoding and the loader. (FFmpeg for files, zune-jpeg for frame folders) (their issue is open).
 
 pub mod augment;
 #[cfg(feature = "video")]
 pub mod decode;
 pub mod error;
 pub mod eval_views;
+pub mod frames;
 pub mod index;
 pub mod loader;
 pub mod rng;

@@ -42,6 +42,13 @@ pub struct LoaderConfig {
     /// What to do with videos shorter than one clip's span.
     #[serde(default)]
     pub short_videos: ShortVideoPolicy,
+    /// Frame rate assumed for JPEG frame folders.
+    #[serde(default = "default_folder_fps")]
+    pub frame_folder_fps: f64,
+}
+
+fn default_folder_fps() -> f64 {
+    30.0
 }
 
 /// Videos shorter than a clip: repeat their last frame (the released code's clamping), or treat
@@ -374,12 +381,7 @@ fn decode_sample(
     use crate::decode::VideoDecoder;
     let path = match source {
         VideoSource::File(p) => p,
-        VideoSource::FrameDir { dir, .. } => {
-            return Err(DataError::Decode {
-                path: dir.clone(),
-                reason: "frame folders are not supported yet".into(),
-            })
-        }
+        VideoSource::FrameDir { .. } => return decode_frame_folder(source, cfg, epoch, sample),
     };
     let mut dec = VideoDecoder::open(path)?;
     let probe = dec.probe().clone();
@@ -434,12 +436,61 @@ fn decode_sample(
 #[cfg(not(feature = "video"))]
 fn decode_sample(
     source: &VideoSource,
-    _: &LoaderConfig,
-    _: u64,
-    _: usize,
+    cfg: &LoaderConfig,
+    epoch: u64,
+    sample: usize,
 ) -> Result<DecodedSample, DataError> {
-    Err(DataError::Decode {
-        path: source.path().to_path_buf(),
-        reason: "rho-data was built without the `video` feature".into(),
-    })
+    match source {
+        VideoSource::FrameDir { .. } => decode_frame_folder(source, cfg, epoch, sample),
+        VideoSource::File(p) => Err(DataError::Decode {
+            path: p.clone(),
+            reason: "rho-data was built without the `video` feature".into(),
+        }),
+    }
+}
+
+/// Frame folders carry no timing; they are taken as `frame_folder_fps`.
+fn decode_frame_folder(
+    source: &VideoSource,
+    cfg: &LoaderConfig,
+    epoch: u64,
+    sample: usize,
+) -> Result<DecodedSample, DataError> {
+    let VideoSource::FrameDir { dir, total_frames } = source else {
+        return Err(DataError::Decode {
+            path: source.path().to_path_buf(),
+            reason: "not a frame folder".into(),
+        });
+    };
+    let timing = VideoTiming {
+        num_frames: *total_frames,
+        fps: cfg.frame_folder_fps,
+    };
+    if cfg.short_videos == ShortVideoPolicy::Substitute
+        && *total_frames < cfg.sampler.span(timing.fps)
+    {
+        return Err(DataError::Decode {
+            path: dir.clone(),
+            reason: format!("{total_frames} frames, shorter than one clip"),
+        });
+    }
+    let plan = cfg.sampler.plan(timing, cfg.seed, epoch, sample as u64)?;
+    let wanted: Vec<usize> = plan
+        .clips
+        .iter()
+        .flat_map(|c| c.frames.iter().copied())
+        .collect();
+    let (h, w, rgb) =
+        crate::frames::read_frame_folder(dir, *total_frames, &wanted, Some(cfg.short_side))?;
+    let t = cfg.sampler.frames;
+    let fb = h * w * 3;
+    let clips = (0..plan.clips.len())
+        .map(|c| ClipPixels::from_u8(t, h, w, &rgb[c * t * fb..(c + 1) * t * fb]))
+        .collect();
+    let views = if cfg.sampler.rho == 1 {
+        vec![0, 0]
+    } else {
+        plan.output_order.clone()
+    };
+    Ok((clips, views))
 }

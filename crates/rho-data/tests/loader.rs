@@ -93,6 +93,7 @@ fn cfg(workers: usize, rho: usize) -> LoaderConfig {
         decode_timeout_s: 30.0,
         max_substitutions: 5,
         short_videos: ShortVideoPolicy::Pad,
+        frame_folder_fps: 30.0,
     }
 }
 
@@ -199,4 +200,44 @@ fn short_videos_are_padded_or_substituted_by_policy() {
     let e = strict.epoch().next().unwrap().err().unwrap().to_string();
     assert!(e.contains("substitutes all failed"), "{e}");
     assert_eq!(strict.bad.seen.lock().unwrap().len().min(1), 1);
+}
+
+#[test]
+fn frame_folders_load_like_videos() {
+    let dir = std::env::temp_dir().join(format!("rho-frames-{}", std::process::id()));
+    let mut entries = Vec::new();
+    for v in 0..2 {
+        let d = dir.join(format!("vid{v}"));
+        std::fs::create_dir_all(&d).unwrap();
+        let st = Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=s=80x64:r=30:d=1",
+            ])
+            .arg(d.join("img_%05d.jpg"))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        entries.push(VideoEntry {
+            source: VideoSource::FrameDir {
+                dir: d,
+                total_frames: 30,
+            },
+            label: Some(v),
+        });
+    }
+    let index = VideoIndex {
+        entries,
+        classes: vec![],
+    };
+    let mut l = VideoLoader::new(index, cfg(1, 2)).unwrap();
+    let b = l.epoch().next().unwrap().unwrap();
+    assert_eq!(b.shape, [2, 2, 3, 4, 32, 32]);
+    assert!(l.bad.seen.lock().unwrap().is_empty());
 }
