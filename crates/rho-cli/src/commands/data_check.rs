@@ -92,10 +92,38 @@ pub fn run(a: &DataCheckArgs) -> Result<()> {
     for e in &index.entries {
         let path = e.source.path().to_path_buf();
         bar.inc(1);
-        let VideoSource::File(file) = &e.source else {
-            t.bad
-                .push((path, "frame folders are not checked yet".into()));
-            continue;
+        let file = match &e.source {
+            VideoSource::File(f) => f,
+            VideoSource::FrameDir { dir, total_frames } => {
+                // Frame folders: the listed count against the JPEGs present, and the first and
+                // last frames must decode.
+                let present = std::fs::read_dir(dir)
+                    .map(|r| {
+                        r.filter_map(|e| e.ok())
+                            .filter(|e| e.file_name().to_string_lossy().starts_with("img_"))
+                            .count()
+                    })
+                    .unwrap_or(0);
+                let check = rho_data::frames::read_frame_folder(
+                    dir,
+                    *total_frames,
+                    &[0, total_frames.saturating_sub(1)],
+                    None,
+                );
+                match (present, check) {
+                    (0, _) => t.bad.push((
+                        path.clone(),
+                        format!("{}: no img_*.jpg frames", dir.display()),
+                    )),
+                    (_, Err(err)) => t.bad.push((path.clone(), err.to_string())),
+                    (n, Ok(_)) if n != *total_frames => {
+                        t.count_mismatch.push(path.clone());
+                        t.ok += 1;
+                    }
+                    _ => t.ok += 1,
+                }
+                continue;
+            }
         };
         let started = Instant::now();
         let mut dec = match VideoDecoder::open(file) {
@@ -179,9 +207,11 @@ pub fn run(a: &DataCheckArgs) -> Result<()> {
         a.stride
     );
     println!("  variable frame rate    {}", t.vfr.len());
-    if a.full {
-        println!("  frame-count mismatch   {}", t.count_mismatch.len());
-    }
+    println!(
+        "  frame-count mismatch   {}{}",
+        t.count_mismatch.len(),
+        if a.full { "" } else { " (files: with --full)" }
+    );
     println!("  longest GOP            {} frames", t.max_gop);
     for (_, why) in &t.bad {
         println!("  BAD   {why}");
