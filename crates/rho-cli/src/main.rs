@@ -3,6 +3,7 @@
 mod arch;
 mod backend;
 mod commands;
+mod index_args;
 mod npy;
 
 use anyhow::Result;

@@ -148,4 +148,27 @@ fn data_check_reports_every_bad_file_and_exits_zero() {
         assert!(bad.contains(f), "{f} not quarantined: {bad}");
     }
     assert_eq!(bad.lines().count(), 3);
+
+    // The same videos through a UCF101-style split.
+    std::fs::write(d.join("classInd.txt"), "1 a\r\n2 b\r\n").unwrap();
+    std::fs::write(
+        d.join("trainlist01.txt"),
+        "a/good.mp4 1\r\nb/short.avi 2\r\nb/noise.mp4 2\r\n",
+    )
+    .unwrap();
+    let (ok, log) = run(rho()
+        .args(["data", "check", "--format", "ucf101", "--class-ind"])
+        .arg(d.join("classInd.txt"))
+        .arg("--prefix")
+        .arg(&d)
+        .arg(d.join("trainlist01.txt")));
+    assert!(ok, "{log}");
+    assert!(
+        log.contains("checked 3 entries") && log.contains("decodable              2"),
+        "{log}"
+    );
+    let (ok, log) = run(rho()
+        .args(["data", "check", "--format", "ucf101"])
+        .arg(d.join("trainlist01.txt")));
+    assert!(!ok && log.contains("--class-ind"), "{log}");
 }

@@ -9,13 +9,13 @@ use anyhow::{Context, Result};
 use clap::Args;
 use rho_data::decode::VideoDecoder;
 use rho_data::sampler::{ClipSamplerConfig, VideoTiming};
-use rho_data::{VideoIndex, VideoSource};
+use rho_data::VideoSource;
 use serde::Serialize;
 
 #[derive(Args, Debug)]
 pub struct DataBenchArgs {
-    /// A PySlowFast-style list or a folder of videos.
-    pub index: PathBuf,
+    #[command(flatten)]
+    pub index: crate::index_args::IndexArgs,
     #[arg(long, default_value_t = 8)]
     pub frames: usize,
     #[arg(long, default_value_t = 8)]
@@ -59,11 +59,7 @@ struct Report {
 }
 
 pub fn run(a: &DataBenchArgs) -> Result<()> {
-    let index = if a.index.is_dir() {
-        VideoIndex::folder_tree(&a.index)?
-    } else {
-        VideoIndex::pyslowfast_csv(&a.index, std::path::Path::new(""))?
-    };
+    let index = a.index.load()?;
     let sampler = ClipSamplerConfig {
         frames: a.frames,
         stride: a.stride,

@@ -11,15 +11,12 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use rho_data::decode::VideoDecoder;
 use rho_data::sampler::ClipSamplerConfig;
-use rho_data::{VideoIndex, VideoSource};
+use rho_data::VideoSource;
 
 #[derive(Args, Debug)]
 pub struct DataCheckArgs {
-    /// An index (PySlowFast-style list `path [label]`, or mmaction frame list) or a folder of videos.
-    pub index: PathBuf,
-    /// Prefix joined to the paths of a list.
-    #[arg(long)]
-    pub prefix: Option<PathBuf>,
+    #[command(flatten)]
+    pub index: crate::index_args::IndexArgs,
     /// Frames per clip and stride of the recipe (for the too-short check and the cost estimate).
     #[arg(long, default_value_t = 8)]
     pub frames: usize,
@@ -52,28 +49,7 @@ struct Tally {
 }
 
 pub fn run(a: &DataCheckArgs) -> Result<()> {
-    let prefix = a.prefix.clone().unwrap_or_default();
-    let index = if a.index.is_dir() {
-        VideoIndex::folder_tree(&a.index)?
-    } else {
-        let text = std::fs::read_to_string(&a.index)
-            .with_context(|| format!("cannot read {}", a.index.display()))?;
-        let frame_list = text
-            .lines()
-            .next()
-            .map(|l| {
-                l.split_whitespace().count() == 3
-                    && l.split_whitespace()
-                        .nth(1)
-                        .is_some_and(|x| x.parse::<usize>().is_ok())
-            })
-            .unwrap_or(false);
-        if frame_list {
-            VideoIndex::frame_folders(&a.index, &prefix)?
-        } else {
-            VideoIndex::pyslowfast_csv(&a.index, &prefix)?
-        }
-    };
+    let index = a.index.load()?;
     let sampler = ClipSamplerConfig {
         frames: a.frames,
         stride: a.stride,
@@ -196,7 +172,11 @@ pub fn run(a: &DataCheckArgs) -> Result<()> {
     }
     bar.finish_and_clear();
 
-    println!("checked {} entries of {}", index.len(), a.index.display());
+    println!(
+        "checked {} entries of {}",
+        index.len(),
+        a.index.index.display()
+    );
     println!("  decodable              {}", t.ok);
     println!("  undecodable / missing  {}", t.bad.len());
     println!(
