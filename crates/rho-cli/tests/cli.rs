@@ -149,6 +149,34 @@ fn data_check_reports_every_bad_file_and_exits_zero() {
     }
     assert_eq!(bad.lines().count(), 3);
 
+    // The full loader over the mixed folder: bad videos are substituted, the epoch completes.
+    let (ok, log) = run(rho()
+        .args([
+            "data",
+            "bench",
+            "--loader",
+            "--workers",
+            "2",
+            "--batch",
+            "2",
+            "--rho",
+            "2",
+            "--frames",
+            "4",
+            "--stride",
+            "4",
+            "--size",
+            "32",
+            "--short-side",
+            "48",
+        ])
+        .arg(&d));
+    assert!(ok, "{log}");
+    assert!(
+        log.contains("2 batches [2, 2, 3, 4, 32, 32]") && log.contains("bad videos substituted"),
+        "{log}"
+    );
+
     // The same videos through a UCF101-style split.
     std::fs::write(d.join("classInd.txt"), "1 a\r\n2 b\r\n").unwrap();
     std::fs::write(

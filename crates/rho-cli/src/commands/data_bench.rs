@@ -32,6 +32,16 @@ pub struct DataBenchArgs {
     pub plan_out: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
+    /// Time the whole loader instead (decode + augmentation + batching, N workers) for one epoch.
+    #[arg(long)]
+    pub loader: bool,
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Output crop size of the loader.
+    #[arg(long, default_value_t = 224)]
+    pub size: usize,
 }
 
 #[derive(Serialize)]
@@ -60,6 +70,9 @@ struct Report {
 
 pub fn run(a: &DataBenchArgs) -> Result<()> {
     let index = a.index.load()?;
+    if a.loader {
+        return run_loader(a, index);
+    }
     let sampler = ClipSamplerConfig {
         frames: a.frames,
         stride: a.stride,
@@ -154,4 +167,55 @@ fn process_cpu_seconds() -> f64 {
     }
     let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 * 1e-6;
     t(u.ru_utime) + t(u.ru_stime)
+}
+
+/// One epoch of the full loader: clips/s and the share of bad videos.
+fn run_loader(a: &DataBenchArgs, index: rho_data::VideoIndex) -> Result<()> {
+    use rho_data::augment::AugmentConfig;
+    use rho_data::{LoaderConfig, ShortVideoPolicy, VideoLoader};
+    let cfg = LoaderConfig {
+        batch_size: a.batch,
+        workers: a.workers,
+        prefetch: 2,
+        seed: a.seed,
+        sampler: ClipSamplerConfig {
+            frames: a.frames,
+            stride: a.stride,
+            rho: a.rho,
+            max_timespan_s: None,
+        },
+        augment: AugmentConfig {
+            size: a.size,
+            ..AugmentConfig::default()
+        },
+        short_side: a.short_side,
+        decode_timeout_s: 60.0,
+        max_substitutions: 10,
+        short_videos: ShortVideoPolicy::Pad,
+        frame_folder_fps: 30.0,
+    };
+    let views = cfg.views();
+    let mut loader = VideoLoader::new(index, cfg)?;
+    let started = Instant::now();
+    let cpu0 = process_cpu_seconds();
+    let mut batches = 0;
+    for b in loader.epoch() {
+        b?;
+        batches += 1;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let cpu = process_cpu_seconds() - cpu0;
+    let clips = batches * a.batch * views;
+    let bad = loader.bad.seen.lock().map(|m| m.len()).unwrap_or(0);
+    println!(
+        "rho loader: {batches} batches [{}, {views}, 3, {}, {}, {}] with {} workers in {secs:.2} s: {:.1} clips/s, {:.1} CPU-ms per video, {bad} bad videos substituted",
+        a.batch,
+        a.frames,
+        a.size,
+        a.size,
+        a.workers,
+        clips as f64 / secs,
+        cpu * 1e3 / (batches * a.batch).max(1) as f64
+    );
+    Ok(())
 }
