@@ -413,24 +413,7 @@ fn decode_sample(
         .flat_map(|c| c.frames.iter().copied())
         .collect();
     let out = dec.read_frames(&wanted, Some(cfg.short_side))?;
-    let t = cfg.sampler.frames;
-    let fb = out.height * out.width * 3;
-    let clips: Vec<ClipPixels> = (0..plan.clips.len())
-        .map(|c| {
-            ClipPixels::from_u8(
-                t,
-                out.height,
-                out.width,
-                &out.rgb[c * t * fb..(c + 1) * t * fb],
-            )
-        })
-        .collect();
-    let views = if cfg.sampler.rho == 1 {
-        vec![0, 0]
-    } else {
-        plan.output_order.clone()
-    };
-    Ok((clips, views))
+    Ok(assemble(&plan, cfg, out.height, out.width, &out.rgb))
 }
 
 #[cfg(not(feature = "video"))]
@@ -482,6 +465,18 @@ fn decode_frame_folder(
         .collect();
     let (h, w, rgb) =
         crate::frames::read_frame_folder(dir, *total_frames, &wanted, Some(cfg.short_side))?;
+    Ok(assemble(&plan, cfg, h, w, &rgb))
+}
+
+/// Cuts the decoded frames (clip after clip, T frames each) into clips, and says which clip each
+/// view uses: for ρ = 1 both views crop the one clip.
+fn assemble(
+    plan: &crate::sampler::ClipPlan,
+    cfg: &LoaderConfig,
+    h: usize,
+    w: usize,
+    rgb: &[u8],
+) -> DecodedSample {
     let t = cfg.sampler.frames;
     let fb = h * w * 3;
     let clips = (0..plan.clips.len())
@@ -492,5 +487,5 @@ fn decode_frame_folder(
     } else {
         plan.output_order.clone()
     };
-    Ok((clips, views))
+    (clips, views)
 }
