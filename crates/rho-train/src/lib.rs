@@ -1,3 +1,8 @@
-//! rho-train: the pre-training engine, evaluation protocols, checkpoints and distributed runs.
-//!
-//! Not implemented yet: this crate is filled by its own issue and exports nothing so far.
+//! rho-train: pre-training recipes and schedules; the training engine, checkpoints and evaluation
+//! arrive with their issues.
+
+pub mod recipe;
+pub mod schedule;
+
+pub use recipe::{Recipe, RecipeError};
+pub use schedule::{scale_lr, CosineSchedule};

@@ -1,0 +1,263 @@
+//! `Recipe`: one pre-training run as TOML (the paper's settings live in `configs/`). Unknown keys
+//! are errors that list the keys the section accepts; `--set key=value` overrides any field
+//! before validation.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::schedule::{scale_lr, CosineSchedule};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecipeError {
+    #[error("cannot read recipe {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("recipe {source_name}: {reason}")]
+    Invalid { source_name: String, reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    pub name: String,
+    pub model: ModelSection,
+    pub method: MethodSection,
+    pub data: DataSection,
+    pub optim: OptimSection,
+    /// Global batch, in videos (each carrying ρ clips).
+    pub batch: usize,
+    pub epochs: f64,
+    pub output: PathBuf,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    pub arch: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MethodSection {
+    /// moco | byol | simclr | swav
+    pub kind: rho_objectives::MethodKind,
+    #[serde(default)]
+    pub aggregation: rho_objectives::Aggregation,
+    pub temperature: Option<f64>,
+    pub momentum_base: Option<f64>,
+    pub queue_len: Option<usize>,
+    pub multi_positive: Option<bool>,
+    pub all_pairs: Option<bool>,
+    pub proj_bn: Option<bool>,
+    pub prototypes: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    pub index: PathBuf,
+    #[serde(default = "default_format")]
+    pub format: String,
+    pub prefix: Option<PathBuf>,
+    /// Clips per video (ρ); 1 means two crops of one clip.
+    pub rho: usize,
+    pub frames: usize,
+    pub stride: usize,
+    /// Maximum seconds between clip starts (paper Table 4); none = the whole video.
+    pub max_timespan_s: Option<f64>,
+    #[serde(default = "default_crop")]
+    pub crop: usize,
+    #[serde(default = "default_short_side")]
+    pub short_side: u32,
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+}
+
+fn default_format() -> String {
+    "auto".into()
+}
+fn default_crop() -> usize {
+    224
+}
+fn default_short_side() -> u32 {
+    256
+}
+fn default_workers() -> usize {
+    4
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    Sgd,
+    Lars,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimSection {
+    pub optimizer: OptimizerKind,
+    /// Learning rate at `reference_batch` videos; scaled linearly to `batch`.
+    pub base_lr: f64,
+    pub reference_batch: usize,
+    #[serde(default = "default_momentum")]
+    pub momentum: f64,
+    #[serde(default = "default_true")]
+    pub nesterov: bool,
+    pub weight_decay: f64,
+    #[serde(default)]
+    pub bn_weight_decay: f64,
+    #[serde(default = "default_trust")]
+    pub lars_trust: f64,
+    pub warmup_epochs: f64,
+    /// Warm-up start, also scaled linearly.
+    pub warmup_start_lr: f64,
+    /// Accumulate gradients over this many micro-batches (BN then sees micro-batches).
+    #[serde(default = "default_one")]
+    pub accumulation: usize,
+}
+
+fn default_momentum() -> f64 {
+    0.9
+}
+fn default_true() -> bool {
+    true
+}
+fn default_trust() -> f64 {
+    0.001
+}
+fn default_one() -> usize {
+    1
+}
+
+impl Recipe {
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self, RecipeError> {
+        let text = std::fs::read_to_string(path).map_err(|e| RecipeError::Read {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Self::parse(&text, &path.display().to_string(), overrides)
+    }
+
+    /// Parses `text`, applies `key.path=value` overrides (TOML values; bare words are strings),
+    /// and validates.
+    pub fn parse(text: &str, source_name: &str, overrides: &[String]) -> Result<Self, RecipeError> {
+        let bad = |reason: String| RecipeError::Invalid {
+            source_name: source_name.to_string(),
+            reason,
+        };
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| bad(e.to_string()))?;
+        for o in overrides {
+            let (key, value) = o
+                .split_once('=')
+                .ok_or_else(|| bad(format!("--set `{o}` is not key=value")))?;
+            let value: toml::Value = format!("v = {value}")
+                .parse::<toml::Table>()
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(value.to_string()));
+            set_path(&mut table, key.trim(), value).map_err(bad)?;
+        }
+        let recipe: Recipe = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| bad(e.to_string()))?;
+        recipe.validate().map_err(bad)?;
+        Ok(recipe)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        rho_model::ResNet3dConfig::preset(&self.model.arch).map_err(|e| e.to_string())?;
+        let d = &self.data;
+        if d.rho == 0 || d.frames == 0 || d.stride == 0 || d.crop == 0 {
+            return Err("data.rho, frames, stride and crop must be at least 1".into());
+        }
+        if self.batch == 0 || !(self.epochs > 0.0) {
+            return Err("batch and epochs must be positive".into());
+        }
+        let o = &self.optim;
+        if !(o.base_lr > 0.0) || o.reference_batch == 0 {
+            return Err("optim.base_lr and reference_batch must be positive".into());
+        }
+        if o.warmup_epochs < 0.0 || o.warmup_epochs >= self.epochs {
+            return Err(format!(
+                "optim.warmup_epochs {} must be in [0, epochs = {})",
+                o.warmup_epochs, self.epochs
+            ));
+        }
+        if o.accumulation == 0 || self.batch % o.accumulation != 0 {
+            return Err(format!(
+                "batch {} must be divisible by optim.accumulation {}",
+                self.batch, o.accumulation
+            ));
+        }
+        if self.method.kind == rho_objectives::MethodKind::Moco {
+            let q = self.method.queue_len.unwrap_or(65536);
+            let keys = self.batch * d.rho.max(2);
+            if q % keys != 0 && keys % q != 0 {
+                return Err(format!("method.queue_len {q} is not a multiple of the keys per step ({keys} = batch × clips)"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The schedule after the linear scaling rule.
+    pub fn schedule(&self) -> CosineSchedule {
+        let o = &self.optim;
+        CosineSchedule {
+            base_lr: scale_lr(o.base_lr, self.batch, o.reference_batch),
+            warmup_start: scale_lr(o.warmup_start_lr, self.batch, o.reference_batch),
+            warmup_epochs: o.warmup_epochs,
+            epochs: self.epochs,
+        }
+    }
+
+    /// The objective's configuration with this recipe's overrides.
+    pub fn method_config(&self) -> rho_objectives::MethodConfig {
+        let m = &self.method;
+        let mut c = rho_objectives::MethodConfig::preset(m.kind).with_aggregation(m.aggregation);
+        if let Some(v) = m.temperature {
+            c.temperature = v;
+        }
+        if let Some(v) = m.momentum_base {
+            c.momentum_base = v;
+        }
+        if let Some(v) = m.queue_len {
+            c.queue_len = v;
+        }
+        if let Some(v) = m.multi_positive {
+            c.multi_positive = v;
+        }
+        if let Some(v) = m.all_pairs {
+            c.all_pairs = v;
+        }
+        if let Some(v) = m.proj_bn {
+            c.proj_bn = v;
+        }
+        if let Some(v) = m.prototypes {
+            c.prototypes = v;
+        }
+        c
+    }
+}
+
+fn set_path(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<(), String> {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts
+        .pop()
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| format!("--set needs a key, got `{key}`"))?;
+    let mut t = table;
+    for p in parts {
+        t = t
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| format!("--set {key}: `{p}` is not a section"))?;
+    }
+    t.insert(last.to_string(), value);
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! Every recipe in configs/ parses and validates; bad keys and values are clear errors.
+
+use std::path::PathBuf;
+
+use rho_train::Recipe;
+
+fn configs() -> Vec<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn every_recipe_parses_and_validates() {
+    let all = configs();
+    assert!(all.len() >= 8, "{all:?}");
+    for p in &all {
+        let r = Recipe::load(p, &[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            Some(r.name.as_str()),
+            p.file_stem().and_then(|s| s.to_str()),
+            "name matches the file"
+        );
+        let s = r.schedule();
+        assert!(s.lr(s.warmup_epochs) > 0.0);
+        r.method_config().validate().unwrap();
+    }
+}
+
+#[test]
+fn paper_learning_rates_after_scaling() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    let peak = |f: &str| Recipe::load(&dir.join(f), &[]).unwrap().schedule().base_lr;
+    assert!((peak("moco_slow_r50_8x8_k400.toml") - 0.4).abs() < 1e-9);
+    for f in [
+        "byol_slow_r50_8x8_k400.toml",
+        "simclr_slow_r50_8x8_k400.toml",
+        "swav_slow_r50_8x8_k400.toml",
+    ] {
+        assert!((peak(f) - 4.8).abs() < 1e-9, "{f}");
+    }
+    let r = Recipe::load(&dir.join("byol_slow_r50_16x4_k400_rho4.toml"), &[]).unwrap();
+    assert_eq!((r.data.frames, r.data.stride, r.data.rho), (16, 4, 4));
+}
+
+#[test]
+fn unknown_keys_and_bad_values_are_clear_errors() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    let text = std::fs::read_to_string(dir.join("tiny_byol_cpu.toml")).unwrap();
+    let typo = text.replace("base_lr", "base_lrr");
+    let e = Recipe::parse(&typo, "typo.toml", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("typo.toml") && e.contains("base_lrr") && e.contains("base_lr"),
+        "{e}"
+    );
+    let e = Recipe::parse(&text, "t", &["model.arch=slow_r51".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("slow_r51") && e.contains("slow_r50"), "{e}");
+    let e = Recipe::parse(&text, "t", &["optim.warmup_epochs=30".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("warmup_epochs"), "{e}");
+    let e = Recipe::parse(&text, "t", &["method.kind=\"dino\"".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("dino"), "{e}");
+    // --set overrides any field, typed.
+    let r = Recipe::parse(
+        &text,
+        "t",
+        &[
+            "data.rho=4".into(),
+            "optim.base_lr=1.5".into(),
+            "output=runs/x".into(),
+        ],
+    )
+    .unwrap();
+    assert_eq!(r.data.rho, 4);
+    assert!((r.optim.base_lr - 1.5).abs() < 1e-12);
+    assert_eq!(r.output, PathBuf::from("runs/x"));
+}
