@@ -1,0 +1,297 @@
+//! The optimiser of the released code (spec §4.2): momentum SGD with PyTorch semantics
+//! (dampening 0, optional Nesterov) and LARS, with two parameter groups. BatchNorm γ/β get
+//! `bn_weight_decay` and are never LARS-scaled; every other parameter gets `weight_decay` and,
+//! with LARS, the trust ratio when it has more than one dimension (1-D biases in a LARS group get
+//! neither scaling nor decay). Burn 0.21 has no parameter groups, so each group has its own
+//! optimiser over its own gradients.
+
+use burn::module::{AutodiffModule, ModuleVisitor, Param, ParamId};
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{GradientsParams, Optimizer, SimpleOptimizer};
+use burn::record::Record;
+use burn::tensor::{backend::AutodiffBackend, backend::Backend, Tensor};
+
+/// One group's update rule.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SgdRule {
+    pub momentum: f64,
+    pub nesterov: bool,
+    pub weight_decay: f64,
+    /// LARS trust coefficient η; `None` = plain momentum SGD.
+    pub lars_trust: Option<f64>,
+}
+
+/// The momentum buffer of one tensor.
+#[derive(Record, Clone)]
+pub struct MomentumState<B: Backend, const D: usize> {
+    pub velocity: Tensor<B, D>,
+}
+
+impl<B: Backend> SimpleOptimizer<B> for SgdRule {
+    type State<const D: usize> = MomentumState<B, D>;
+
+    fn step<const D: usize>(
+        &self,
+        lr: f64,
+        w: Tensor<B, D>,
+        g: Tensor<B, D>,
+        state: Option<Self::State<D>>,
+    ) -> (Tensor<B, D>, Option<Self::State<D>>) {
+        let wd = self.weight_decay;
+        let g = match self.lars_trust {
+            // λ = η‖w‖ / (‖g‖ + wd‖w‖ + 1e-8); g ← (g + wd·w)·λ; unchanged when ‖w‖ or ‖g‖ is 0.
+            Some(eta) if D > 1 => {
+                let wn = w.clone().square().sum().sqrt();
+                let gn = g.clone().square().sum().sqrt();
+                let lambda = wn.clone().mul_scalar(eta)
+                    / (gn.clone() + wn.clone().mul_scalar(wd)).add_scalar(1e-8);
+                let active = wn.greater_elem(0.0).bool_and(gn.greater_elem(0.0));
+                let lambda = Tensor::<B, 1>::ones([1], &w.device())
+                    .mask_where(active.clone(), lambda)
+                    .reshape([1; D]);
+                let decay = Tensor::<B, 1>::zeros([1], &w.device())
+                    .mask_fill(active, wd)
+                    .reshape([1; D]);
+                (g + w.clone() * decay) * lambda
+            }
+            Some(_) => g,
+            None if wd != 0.0 => g + w.clone().mul_scalar(wd),
+            None => g,
+        };
+        let mu = self.momentum;
+        let velocity = match state {
+            Some(s) if mu != 0.0 => s.velocity.mul_scalar(mu) + g.clone(),
+            _ => g.clone(), // PyTorch: the first step's buffer is the gradient
+        };
+        let update = if self.nesterov {
+            g + velocity.clone().mul_scalar(mu)
+        } else {
+            velocity.clone()
+        };
+        (w - update.mul_scalar(lr), Some(MomentumState { velocity }))
+    }
+
+    fn to_device<const D: usize>(state: Self::State<D>, device: &B::Device) -> Self::State<D> {
+        MomentumState {
+            velocity: state.velocity.to_device(device),
+        }
+    }
+}
+
+/// Parameter ids of BatchNorm scales and shifts (`…bn.gamma`, `…bn.beta`, `norms.N.gamma`), and of
+/// everything else.
+pub fn split_batch_norm_params<B: Backend, M: burn::module::Module<B>>(
+    module: &M,
+) -> (Vec<ParamId>, Vec<ParamId>) {
+    struct Split {
+        path: Vec<String>,
+        bn: Vec<ParamId>,
+        rest: Vec<ParamId>,
+    }
+    impl<B: Backend> ModuleVisitor<B> for Split {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<B, D>>) {
+            let leaf = self.path.last().map(String::as_str);
+            match leaf {
+                Some("running_mean" | "running_var") => {}
+                Some("gamma" | "beta") => self.bn.push(p.id),
+                _ => self.rest.push(p.id),
+            }
+        }
+    }
+    let mut s = Split {
+        path: Vec::new(),
+        bn: Vec::new(),
+        rest: Vec::new(),
+    };
+    module.visit(&mut s);
+    (s.bn, s.rest)
+}
+
+/// Two groups, two optimisers, one step.
+pub struct GroupedOptimizer<M: AutodiffModule<B>, B: AutodiffBackend> {
+    bn_ids: Vec<ParamId>,
+    rest_ids: Vec<ParamId>,
+    bn: OptimizerAdaptor<SgdRule, M, B>,
+    rest: OptimizerAdaptor<SgdRule, M, B>,
+}
+
+impl<M: AutodiffModule<B>, B: AutodiffBackend> GroupedOptimizer<M, B> {
+    /// `rule` for ordinary parameters; BN parameters get the same momentum with `bn_weight_decay`
+    /// and no LARS.
+    pub fn new(module: &M, rule: SgdRule, bn_weight_decay: f64) -> Self {
+        let (bn_ids, rest_ids) = split_batch_norm_params::<B, M>(module);
+        let bn_rule = SgdRule {
+            weight_decay: bn_weight_decay,
+            lars_trust: None,
+            ..rule
+        };
+        Self {
+            bn_ids,
+            rest_ids,
+            bn: OptimizerAdaptor::from(bn_rule),
+            rest: OptimizerAdaptor::from(rule),
+        }
+    }
+
+    /// One step at learning rate `lr` with the gradients of a backward pass.
+    pub fn step(&mut self, lr: f64, module: M, grads: B::Gradients) -> M {
+        let mut grads = grads;
+        let bn = GradientsParams::from_params(&mut grads, &module, &self.bn_ids);
+        let rest = GradientsParams::from_params(&mut grads, &module, &self.rest_ids);
+        let module = self.bn.step(lr, module, bn);
+        self.rest.step(lr, module, rest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+    use burn::tensor::TensorData;
+
+    type B = Flex;
+
+    fn t2(v: &[f32]) -> Tensor<B, 2> {
+        Tensor::from_data(TensorData::new(v.to_vec(), [2, 2]), &Default::default())
+    }
+
+    fn vals(t: Tensor<B, 2>) -> Vec<f32> {
+        t.into_data().to_vec::<f32>().unwrap()
+    }
+
+    /// PyTorch SGD(momentum=0.9, nesterov=True, weight_decay=0.1), two steps, by hand:
+    /// g' = g + wd·w; buf = μ·buf + g'; w ← w − lr·(g' + μ·buf).
+    #[test]
+    fn nesterov_sgd_matches_pytorch_semantics() {
+        let rule = SgdRule {
+            momentum: 0.9,
+            nesterov: true,
+            weight_decay: 0.1,
+            lars_trust: None,
+        };
+        let (w0, g) = ([1.0f32, -2.0, 0.5, 0.0], [0.3f32, 0.1, -0.2, 1.0]);
+        let (w1, s) = SimpleOptimizer::<B>::step(&rule, 0.5, t2(&w0), t2(&g), None);
+        let (w2, _) = SimpleOptimizer::<B>::step(&rule, 0.5, w1.clone(), t2(&g), s);
+        let (mut w, mut buf) = (w0.map(f64::from), [0f64; 4]);
+        for step in 0..2 {
+            for i in 0..4 {
+                let gp = g[i] as f64 + 0.1 * w[i];
+                buf[i] = if step == 0 { gp } else { 0.9 * buf[i] + gp };
+                w[i] -= 0.5 * (gp + 0.9 * buf[i]);
+            }
+            let got = vals(if step == 0 { w1.clone() } else { w2.clone() });
+            for i in 0..4 {
+                assert!(
+                    (got[i] as f64 - w[i]).abs() < 1e-5,
+                    "step {step} [{i}]: {} vs {}",
+                    got[i],
+                    w[i]
+                );
+            }
+        }
+    }
+
+    /// LARS: λ = η‖w‖/(‖g‖ + wd‖w‖ + 1e-8), g ← (g + wd·w)·λ, then momentum SGD.
+    #[test]
+    fn lars_trust_ratio() {
+        let rule = SgdRule {
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 1e-2,
+            lars_trust: Some(0.001),
+        };
+        let (w0, g) = ([3.0f32, 4.0, 0.0, 0.0], [0.6f32, 0.8, 0.0, 0.0]);
+        let (w1, _) = SimpleOptimizer::<B>::step(&rule, 4.8, t2(&w0), t2(&g), None);
+        let (wn, gn) = (5.0f64, 1.0f64);
+        let lambda = 0.001 * wn / (gn + 1e-2 * wn + 1e-8);
+        let got = vals(w1);
+        for i in 0..4 {
+            let gi = (g[i] as f64 + 1e-2 * w0[i] as f64) * lambda;
+            assert!((got[i] as f64 - (w0[i] as f64 - 4.8 * gi)).abs() < 1e-6);
+        }
+        // A zero weight tensor is left to plain SGD (no scaling, no decay).
+        let (w1, _) = SimpleOptimizer::<B>::step(&rule, 1.0, t2(&[0.0; 4]), t2(&g), None);
+        let got = vals(w1);
+        assert!((got[0] + 0.6).abs() < 1e-6);
+        // 1-D tensors in a LARS group: neither LARS nor weight decay.
+        let b = Tensor::<B, 1>::from_floats([2.0, -1.0], &Default::default());
+        let gb = Tensor::<B, 1>::from_floats([0.5, 0.5], &Default::default());
+        let (b1, _) = SimpleOptimizer::<B>::step(&rule, 0.1, b, gb, None);
+        let got = b1.into_data().to_vec::<f32>().unwrap();
+        assert!((got[0] - 1.95).abs() < 1e-6 && (got[1] + 1.05).abs() < 1e-6);
+    }
+
+    #[test]
+    fn batch_norm_parameters_form_their_own_group() {
+        let dev = Default::default();
+        let net = rho_model::ResNet3dConfig::preset("slow_r18_tiny")
+            .unwrap()
+            .with_num_classes(Some(3))
+            .init::<Autodiff<B>>(&dev);
+        let (bn, rest) = split_batch_norm_params::<Autodiff<B>, _>(&net);
+        // 2 parameters per BN; the rest are conv weights and the head's weight and bias.
+        assert_eq!(bn.len(), 2 * net.batch_norms().len());
+        let convs = rest.len() - 2;
+        assert_eq!(convs, net.batch_norms().len());
+    }
+
+    #[test]
+    fn grouped_step_decays_weights_but_not_batch_norm() {
+        type AB = Autodiff<B>;
+        let dev = Default::default();
+        let net = rho_model::ResNet3dConfig::preset("slow_r18_tiny")
+            .unwrap()
+            .init::<AB>(&dev);
+        let rule = SgdRule {
+            momentum: 0.9,
+            nesterov: true,
+            weight_decay: 0.1,
+            lars_trust: None,
+        };
+        let mut opt = GroupedOptimizer::new(&net, rule, 0.0);
+        let x = Tensor::<AB, 5>::ones([2, 3, 2, 32, 32], &dev);
+        let loss = net.forward(x).sum().mul_scalar(0.0); // zero gradients: only decay acts
+        let w0 = net
+            .stem
+            .unit
+            .conv
+            .weight
+            .val()
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        let net = opt.step(0.5, net, loss.backward());
+        let w1 = net
+            .stem
+            .unit
+            .conv
+            .weight
+            .val()
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        // g' = wd·w; buf = g'; w ← w − lr·(g' + μ·g') = w·(1 − 0.5·0.1·1.9)
+        for (a, b) in w1.iter().zip(&w0) {
+            assert!((a - b * (1.0 - 0.5 * 0.1 * 1.9)).abs() < 1e-6);
+        }
+        let gamma = net
+            .stem
+            .unit
+            .bn
+            .gamma
+            .val()
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        assert!(
+            gamma.iter().all(|g| (g - 1.0).abs() < 1e-7),
+            "BN γ must not decay: {gamma:?}"
+        );
+    }
+}
