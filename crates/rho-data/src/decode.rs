@@ -54,7 +54,8 @@ pub struct DecodedFrames {
     /// Frames the decoder produced (the work done).
     pub decoded: usize,
     pub seeks: usize,
-    /// Wanted indices the stream did not have; each got the nearest frame decoded before it.
+    /// Wanted indices the stream did not have: each got the next frame that exists, or the last
+    /// frame when it lies past the end.
     pub missing: Vec<usize>,
 }
 

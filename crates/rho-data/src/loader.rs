@@ -96,6 +96,9 @@ pub struct Batch {
 pub struct BadVideos {
     pub seen: Mutex<BTreeMap<PathBuf, String>>,
     pub substitutions: AtomicUsize,
+    /// Variable-frame-rate videos: used (frames mapped by timestamp at the nominal rate), counted
+    /// and reported once.
+    pub variable_frame_rate: Mutex<std::collections::BTreeSet<PathBuf>>,
 }
 
 pub struct VideoLoader {
@@ -298,7 +301,7 @@ fn load_with_substitutes(
 ) -> Result<Sample, DataError> {
     let mut candidate = sample;
     for attempt in 0..=cfg.max_substitutions {
-        match load_sample(index, cfg, epoch, candidate) {
+        match load_sample(index, cfg, bad, epoch, candidate) {
             Ok(s) => return Ok(s),
             Err(e) => {
                 let path = index.entries[candidate].source.path().to_path_buf();
@@ -329,6 +332,7 @@ fn load_with_substitutes(
 fn load_sample(
     index: &Arc<VideoIndex>,
     cfg: &LoaderConfig,
+    bad: &BadVideos,
     epoch: u64,
     sample: usize,
 ) -> Result<Sample, DataError> {
@@ -341,7 +345,7 @@ fn load_sample(
     std::thread::spawn(move || {
         let _ = tx.send(decode_sample(&entry.source, &c, epoch, sample));
     });
-    let (frames, plan_views) =
+    let (frames, plan_views, vfr) =
         match rx.recv_timeout(Duration::from_secs_f64(cfg.decode_timeout_s.max(0.001))) {
             Ok(r) => r?,
             Err(_) => {
@@ -351,6 +355,15 @@ fn load_sample(
                 });
             }
         };
+    if vfr {
+        let mut set = bad
+            .variable_frame_rate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if set.insert(path.clone()) {
+            eprintln!("rho-data: {} has a variable frame rate; frames are taken by timestamp at its average rate", path.display());
+        }
+    }
     let mut views = Vec::new();
     for (v, clip) in plan_views.into_iter().enumerate() {
         let pixels: &ClipPixels = &frames[clip];
@@ -368,8 +381,9 @@ fn load_sample(
     })
 }
 
-/// The clips of one video as pixels, and which clip each view uses.
-type DecodedSample = (Vec<ClipPixels>, Vec<usize>);
+/// The clips of one video as pixels, which clip each view uses, and whether the video has a
+/// variable frame rate.
+type DecodedSample = (Vec<ClipPixels>, Vec<usize>, bool);
 
 #[cfg(feature = "video")]
 fn decode_sample(
@@ -413,7 +427,8 @@ fn decode_sample(
         .flat_map(|c| c.frames.iter().copied())
         .collect();
     let out = dec.read_frames(&wanted, Some(cfg.short_side))?;
-    Ok(assemble(&plan, cfg, out.height, out.width, &out.rgb))
+    let (clips, views, _) = assemble(&plan, cfg, out.height, out.width, &out.rgb);
+    Ok((clips, views, probe.variable_frame_rate))
 }
 
 #[cfg(not(feature = "video"))]
@@ -487,5 +502,5 @@ fn assemble(
     } else {
         plan.output_order.clone()
     };
-    (clips, views)
+    (clips, views, false)
 }

@@ -202,3 +202,40 @@ fn bad_files_are_errors_that_name_the_file() {
         }
     }
 }
+
+#[test]
+fn variable_frame_rate_is_detected_and_decoded_by_timestamp() {
+    let out = media_dir().join("vfr.mp4");
+    let st = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=gray:s=64x48:r=15:d=2",
+        ])
+        .args([
+            "-vf",
+            "setpts='if(lt(N,15),N,N*2)/(15*TB)'",
+            "-fps_mode",
+            "vfr",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+        ])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut v = VideoDecoder::open(&out).unwrap();
+    assert!(v.probe().variable_frame_rate);
+    // Frame 16 of the nominal 15-fps grid falls in a gap: it takes the next frame that exists and is
+    // reported, never a panic.
+    let r = v.read_frames(&[2, 16, 30], None).unwrap();
+    assert_eq!(r.rgb.len(), 3 * 64 * 48 * 3);
+    assert!(!r.missing.is_empty());
+}
