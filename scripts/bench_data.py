@@ -60,6 +60,7 @@ def main():
     ap.add_argument("plan")
     ap.add_argument("--frames-per-clip", type=int, default=8)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--rho-json", help="rho's `data bench --json` line, to print the ratios")
     args = ap.parse_args()
     plan = json.load(open(args.plan))
     results = [bench("pyav", lambda it: pyav_video(it, args.frames_per_clip), plan)]
@@ -69,8 +70,14 @@ def main():
         results.append(bench("decord", decord_video, plan))
     except ImportError:
         print("decord is not installed; skipped")
+    rho = json.loads(args.rho_json) if args.rho_json else None
+    if rho:
+        print(f'rho: {rho["videos"]} videos, {rho["cpu_s"]:.2f} CPU-s, {rho["ms_per_video_cpu"]:.1f} CPU-ms per video (wall {rho["seconds"]:.2f} s)')
     for r in results:
-        print(json.dumps(r) if args.json else f'{r["engine"]}: {r["videos"]} videos, {r["cpu_s"]:.2f} CPU-s, {r["ms_per_video_cpu"]:.1f} CPU-ms per video (wall {r["wall_s"]:.2f} s)')
+        line = json.dumps(r) if args.json else f'{r["engine"]}: {r["videos"]} videos, {r["cpu_s"]:.2f} CPU-s, {r["ms_per_video_cpu"]:.1f} CPU-ms per video (wall {r["wall_s"]:.2f} s)'
+        if rho and not args.json:
+            line += f'; rho is {r["ms_per_video_cpu"] / rho["ms_per_video_cpu"]:.2f}x faster per CPU-second'
+        print(line)
 
 
 if __name__ == "__main__":

@@ -21,5 +21,5 @@ if [ -z "$dir" ]; then
 fi
 plan=$(mktemp)
 export RAYON_NUM_THREADS=1
-"$RHO" data bench "$dir" --frames "$FRAMES" --stride "$STRIDE" --rho "$RHO_CLIPS" --short-side "$SHORT_SIDE" --plan-out "$plan"
-"$PYTHON" scripts/bench_data.py "$plan" --frames-per-clip "$FRAMES"
+r=$("$RHO" data bench "$dir" --frames "$FRAMES" --stride "$STRIDE" --rho "$RHO_CLIPS" --short-side "$SHORT_SIDE" --plan-out "$plan" --json)
+"$PYTHON" scripts/bench_data.py "$plan" --frames-per-clip "$FRAMES" --rho-json "$r"
