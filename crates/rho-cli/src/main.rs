@@ -41,6 +41,8 @@ enum Command {
     MakeClip(make_clip::MakeClipArgs),
     /// List the backbone presets.
     Models,
+    /// Self-supervised pre-training from a recipe (configs/).
+    Pretrain(pretrain::PretrainArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -80,6 +82,7 @@ fn run() -> Result<()> {
         Command::Init(a) => init::run::<B>(a, dev),
         Command::Models => models::run::<B>(dev),
         Command::Bench(c) => bench::run::<B>(c, &name, dev),
+        Command::Pretrain(a) => pretrain::run::<B>(a, &name, dev),
         Command::MakeClip(_) | Command::Data(_) => unreachable!("handled above"),
     })
 }

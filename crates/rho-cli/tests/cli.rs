@@ -200,3 +200,66 @@ fn data_check_reports_every_bad_file_and_exits_zero() {
         .arg(d.join("trainlist01.txt")));
     assert!(!ok && log.contains("--class-ind"), "{log}");
 }
+
+#[test]
+fn pretrain_writes_metrics_and_a_loadable_backbone() {
+    let d = tmp("pretrain");
+    for i in 0..4 {
+        ffmpeg(
+            &[
+                "-i",
+                &format!("testsrc2=s=64x48:r=15:d=2,hue=h={}", i * 60),
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+            ],
+            &d.join(format!("v{i}.mp4")),
+        );
+    }
+    let out = d.join("run");
+    let recipe = format!(
+        "name = \"t\"\nbatch = 2\nepochs = 2\noutput = \"{}\"\n[model]\narch = \"slow_r18_tiny\"\n[method]\nkind = \"byol\"\n[data]\nindex = \"{}\"\nrho = 2\nframes = 4\nstride = 2\ncrop = 32\nshort_side = 40\nworkers = 1\n[optim]\noptimizer = \"lars\"\nbase_lr = 0.3\nreference_batch = 2\nweight_decay = 1e-6\nwarmup_epochs = 0.5\nwarmup_start_lr = 0.001\n",
+        out.display(),
+        d.display()
+    );
+    std::fs::write(d.join("r.toml"), recipe).unwrap();
+    let (ok, log) = run(rho()
+        .args(["pretrain", "--config"])
+        .arg(d.join("r.toml"))
+        .args(["--set", "data.rho=3"]));
+    assert!(ok, "{log}");
+    assert!(log.contains("override: data.rho=3"), "{log}");
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    assert_eq!(
+        metrics.lines().count(),
+        4,
+        "2 epochs × 2 batches: {metrics}"
+    );
+    assert!(metrics.lines().all(|l| l.contains("\"loss\"")));
+    let clip = d.join("clip.npy");
+    assert!(
+        run(rho()
+            .args(["make-clip", "--shape", "1,3,4,32,32", "--out"])
+            .arg(&clip))
+        .0
+    );
+    let (ok, log) = run(rho()
+        .args(["embed", "--arch", "slow_r18_tiny", "--weights"])
+        .arg(out.join("backbone.safetensors"))
+        .arg("--input")
+        .arg(&clip)
+        .arg("--out")
+        .arg(d.join("f.npy")));
+    assert!(ok, "{log}");
+    // A recipe with a typo is refused before anything runs.
+    std::fs::write(
+        d.join("bad.toml"),
+        std::fs::read_to_string(d.join("r.toml"))
+            .unwrap()
+            .replace("crop", "crpo"),
+    )
+    .unwrap();
+    let (ok, log) = run(rho().args(["pretrain", "--config"]).arg(d.join("bad.toml")));
+    assert!(!ok && log.contains("crpo"), "{log}");
+}

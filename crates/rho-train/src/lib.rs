@@ -1,10 +1,12 @@
-//! rho-train: pre-training recipes and schedules; the training engine, checkpoints and evaluation
-//! arrive with their issues.
+//! rho-train: pre-training recipes, schedules, optimisers and the pre-training loop; checkpoints,
+//! resume and evaluation arrive with their issues.
 
+pub mod engine;
 pub mod optim;
 pub mod recipe;
 pub mod schedule;
 
+pub use engine::{pretrain, StepLog, TrainError};
 pub use optim::{GroupedOptimizer, SgdRule};
 pub use recipe::{Recipe, RecipeError};
 pub use schedule::{scale_lr, CosineSchedule};

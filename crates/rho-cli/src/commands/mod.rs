@@ -6,3 +6,4 @@ pub mod embed;
 pub mod init;
 pub mod make_clip;
 pub mod models;
+pub mod pretrain;

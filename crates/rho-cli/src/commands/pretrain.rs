@@ -1,0 +1,89 @@
+//! `rho pretrain --config C`: self-supervised pre-training from a recipe. Metrics go to
+//! `OUTPUT/metrics.jsonl` (one JSON object per step) and the online backbone to
+//! `OUTPUT/backbone.safetensors` at the end. Checkpoints and `--resume` are not there yet.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use burn::backend::Autodiff;
+use burn::tensor::backend::Backend;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use rho_model::weights::{save_safetensors, Naming};
+use rho_train::{pretrain, Recipe};
+
+#[derive(Args, Debug)]
+pub struct PretrainArgs {
+    /// The recipe (see configs/).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Override a recipe field, e.g. `--set data.rho=4` (repeatable; logged).
+    #[arg(long = "set")]
+    pub overrides: Vec<String>,
+    /// Stop after this many steps.
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+}
+
+pub fn run<B: Backend>(a: &PretrainArgs, backend: &str, device: B::Device) -> Result<()> {
+    let recipe = Recipe::load(&a.config, &a.overrides)?;
+    std::fs::create_dir_all(&recipe.output)
+        .with_context(|| format!("cannot create {}", recipe.output.display()))?;
+    let s = recipe.schedule();
+    eprintln!(
+        "rho pretrain {}: {} on {}, ρ = {}, {}×{} at {}², global batch {} for {} epochs, backend {backend}",
+        recipe.name,
+        format!("{:?}", recipe.method.kind).to_lowercase(),
+        recipe.model.arch,
+        recipe.data.rho,
+        recipe.data.frames,
+        recipe.data.stride,
+        recipe.data.crop,
+        recipe.batch,
+        recipe.epochs
+    );
+    eprintln!(
+        "  learning rate: {} at batch {} scaled linearly to {:.4} at batch {}; warm-up {} epochs from {:.5}",
+        recipe.optim.base_lr, recipe.optim.reference_batch, s.base_lr, recipe.batch, s.warmup_epochs, s.warmup_start
+    );
+    for o in &a.overrides {
+        eprintln!("  override: {o}");
+    }
+    let metrics_path = recipe.output.join("metrics.jsonl");
+    let mut metrics = std::fs::File::create(&metrics_path)
+        .with_context(|| format!("cannot write {}", metrics_path.display()))?;
+    let bar = ProgressBar::new(a.max_steps.unwrap_or(0) as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} step {pos} {msg} [{elapsed}]")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    let mut write_err = None;
+    let net = pretrain::<Autodiff<B>>(&recipe, &device, a.max_steps, |log| {
+        bar.inc(1);
+        bar.set_message(format!(
+            "epoch {:.2} loss {:.4} lr {:.4}",
+            log.epoch,
+            log.metrics.get("loss").copied().unwrap_or(f64::NAN),
+            log.lr
+        ));
+        if let Err(e) = serde_json::to_string(log)
+            .map_err(anyhow::Error::from)
+            .and_then(|l| writeln!(metrics, "{l}").map_err(Into::into))
+        {
+            write_err.get_or_insert(e);
+        }
+    })?;
+    bar.finish_and_clear();
+    if let Some(e) = write_err {
+        return Err(e.context(format!("writing {}", metrics_path.display())));
+    }
+    let out = recipe.output.join("backbone.safetensors");
+    save_safetensors(&net.backbone, &out, Naming::Rho)?;
+    eprintln!(
+        "metrics: {}; online backbone: {}",
+        metrics_path.display(),
+        out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,175 @@
+//! The pre-training loop: data → method step → optimiser, one code path for every method.
+//!
+//! Generic over the autodiff backend. Not yet here (issue 5): checkpoints and resume, gradient
+//! accumulation, plots, and the pre-flight guards beyond the NaN/collapse checks below.
+
+use burn::tensor::{backend::AutodiffBackend, Tensor, TensorData};
+use rho_data::augment::AugmentConfig;
+use rho_data::sampler::ClipSamplerConfig;
+use rho_data::{LoaderConfig, ShortVideoPolicy, VideoIndex, VideoLoader};
+use rho_objectives::{Method, MethodKind, SingleDevice, SslNetwork, StepContext};
+
+use crate::optim::{GroupedOptimizer, SgdRule};
+use crate::recipe::{OptimizerKind, Recipe};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Data(#[from] rho_data::DataError),
+    #[error(transparent)]
+    Objective(#[from] rho_objectives::ObjectiveError),
+    #[error(transparent)]
+    Model(#[from] rho_model::ModelError),
+    #[error("{0}")]
+    Stopped(String),
+}
+
+/// What one step reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepLog {
+    pub step: usize,
+    pub epoch: f64,
+    pub lr: f64,
+    /// The optimiser was skipped (MoCo's queue warm-up).
+    pub skipped: bool,
+    pub metrics: std::collections::BTreeMap<&'static str, f64>,
+}
+
+/// The recipe's dataset index (`data.format`: auto, list, frames or folder).
+pub fn load_index(recipe: &Recipe) -> Result<VideoIndex, TrainError> {
+    let d = &recipe.data;
+    let prefix = d.prefix.clone().unwrap_or_default();
+    let idx = match d.format.as_str() {
+        "folder" => VideoIndex::folder_tree(&d.index)?,
+        "frames" => VideoIndex::frame_folders(&d.index, &prefix)?,
+        "list" => VideoIndex::pyslowfast_csv(&d.index, &prefix)?,
+        "auto" if d.index.is_dir() => VideoIndex::folder_tree(&d.index)?,
+        "auto" => VideoIndex::pyslowfast_csv(&d.index, &prefix)?,
+        other => {
+            return Err(TrainError::Stopped(format!(
+                "data.format `{other}` is not supported by pretraining yet (use list, frames, folder or auto)"
+            )))
+        }
+    };
+    Ok(idx)
+}
+
+/// The loader settings of a recipe.
+pub fn loader_config(recipe: &Recipe) -> LoaderConfig {
+    let d = &recipe.data;
+    LoaderConfig {
+        batch_size: recipe.batch,
+        workers: d.workers,
+        prefetch: 2,
+        seed: recipe.seed,
+        sampler: ClipSamplerConfig {
+            frames: d.frames,
+            stride: d.stride,
+            rho: d.rho,
+            max_timespan_s: d.max_timespan_s,
+        },
+        augment: AugmentConfig {
+            size: d.crop,
+            ..AugmentConfig::default()
+        },
+        short_side: d.short_side,
+        decode_timeout_s: 120.0,
+        max_substitutions: 10,
+        short_videos: ShortVideoPolicy::Pad,
+        frame_folder_fps: 30.0,
+    }
+}
+
+/// Pre-trains for the recipe's epochs (or `max_steps`), calling `on_step` after every step, and
+/// returns the online network.
+pub fn pretrain<B: AutodiffBackend>(
+    recipe: &Recipe,
+    device: &B::Device,
+    max_steps: Option<usize>,
+    mut on_step: impl FnMut(&StepLog),
+) -> Result<SslNetwork<B>, TrainError> {
+    if recipe.optim.accumulation != 1 {
+        return Err(TrainError::Stopped(
+            "optim.accumulation > 1 is not supported yet".into(),
+        ));
+    }
+    B::seed(device, recipe.seed);
+    let mut loader = VideoLoader::new(load_index(recipe)?, loader_config(recipe))?;
+    let iters = loader.batches_per_epoch();
+    let backbone = rho_model::ResNet3dConfig::preset(&recipe.model.arch)?.try_init::<B>(device)?;
+    let mcfg = recipe.method_config();
+    let mut net = mcfg.build_network(backbone, device);
+    let mut method = Method::new(mcfg.clone(), &net, device)?;
+    let o = &recipe.optim;
+    let rule = SgdRule {
+        momentum: o.momentum,
+        nesterov: o.nesterov,
+        weight_decay: o.weight_decay,
+        lars_trust: (o.optimizer == OptimizerKind::Lars).then_some(o.lars_trust),
+    };
+    let mut opt = GroupedOptimizer::new(&net, rule, o.bn_weight_decay);
+    let schedule = recipe.schedule();
+    // MoCo: no optimiser step until the queue has been filled once (spec §2.2).
+    let warmup_iters = if mcfg.kind == MethodKind::Moco {
+        mcfg.queue_len / recipe.batch
+    } else {
+        0
+    };
+    let total = max_steps.unwrap_or((recipe.epochs * iters as f64).ceil() as usize);
+    let mut step = 0;
+    while step < total {
+        let epoch0 = loader.position().epoch;
+        for batch in loader.epoch() {
+            let batch = batch?;
+            let [b, v, c, t, h, w] = batch.shape;
+            let per_view = c * t * h * w;
+            let clips: Vec<Tensor<B, 5>> = (0..v)
+                .map(|k| {
+                    let mut data = Vec::with_capacity(b * per_view);
+                    for i in 0..b {
+                        let start = (i * v + k) * per_view;
+                        data.extend_from_slice(&batch.clips[start..start + per_view]);
+                    }
+                    Tensor::from_data(TensorData::new(data, [b, c, t, h, w]), device)
+                })
+                .collect();
+            let epoch = epoch0 as f64 + batch.position.cursor as f64 / iters as f64;
+            let lr = schedule.lr(epoch);
+            let ctx = StepContext {
+                epoch,
+                total_epochs: recipe.epochs,
+            };
+            net = method.prepare(net);
+            let out = method.step(&net, &clips, ctx, &SingleDevice)?;
+            let loss = out.metrics.get("loss").copied().unwrap_or(f64::NAN);
+            if !loss.is_finite() {
+                return Err(TrainError::Stopped(format!(
+                    "the loss is {loss} at step {step} (epoch {epoch:.3}); lower the learning rate"
+                )));
+            }
+            if out.metrics.get("emb_std").is_some_and(|s| *s < 1e-4) {
+                return Err(TrainError::Stopped(format!(
+                    "embeddings collapsed at step {step} (std {:.2e})",
+                    out.metrics["emb_std"]
+                )));
+            }
+            let skipped = step < warmup_iters;
+            let grads = out.loss.backward();
+            if !skipped {
+                net = opt.step(lr, net, grads);
+            }
+            on_step(&StepLog {
+                step,
+                epoch,
+                lr,
+                skipped,
+                metrics: out.metrics,
+            });
+            step += 1;
+            if step >= total {
+                break;
+            }
+        }
+    }
+    Ok(net)
+}
