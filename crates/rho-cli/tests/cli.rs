@@ -263,3 +263,72 @@ fn pretrain_writes_metrics_and_a_loadable_backbone() {
     let (ok, log) = run(rho().args(["pretrain", "--config"]).arg(d.join("bad.toml")));
     assert!(!ok && log.contains("crpo"), "{log}");
 }
+
+/// SIGKILL at any moment loses at most the steps since the last checkpoint, and the checkpoint on
+/// disk is never corrupt: the killed run resumes to completion.
+#[test]
+fn a_killed_run_resumes_from_its_last_checkpoint() {
+    let d = tmp("sigkill");
+    for i in 0..4 {
+        ffmpeg(
+            &[
+                "-i",
+                &format!("testsrc2=s=64x48:r=15:d=2,hue=h={}", i * 60),
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+            ],
+            &d.join(format!("v{i}.mp4")),
+        );
+    }
+    let out = d.join("run");
+    let recipe = format!(
+        "name = \"k\"\nbatch = 2\nepochs = 50\noutput = \"{}\"\n[model]\narch = \"slow_r18_tiny\"\n[method]\nkind = \"moco\"\nqueue_len = 8\n[data]\nindex = \"{}\"\nrho = 2\nframes = 4\nstride = 2\ncrop = 32\nshort_side = 40\nworkers = 1\n[optim]\noptimizer = \"sgd\"\nbase_lr = 0.05\nreference_batch = 2\nweight_decay = 1e-4\nwarmup_epochs = 1\nwarmup_start_lr = 0.001\n",
+        out.display(),
+        d.display()
+    );
+    let cfg = d.join("r.toml");
+    std::fs::write(&cfg, recipe).unwrap();
+    let mut child = rho()
+        .args(["pretrain", "--config"])
+        .arg(&cfg)
+        .args(["--checkpoint-every", "1", "--keep", "3"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while std::fs::read_dir(&out)
+        .map(|r| {
+            r.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with("ckpt_"))
+                .count()
+        })
+        .unwrap_or(0)
+        < 3
+    {
+        assert!(started.elapsed().as_secs() < 120, "no checkpoints appeared");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // Every checkpoint left behind is complete (no half-written file under a final name).
+    let ckpts: Vec<PathBuf> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rho"))
+        .collect();
+    assert!(!ckpts.is_empty() && ckpts.len() <= 4);
+    let (ok, log) = run(rho().args(["pretrain", "--config"]).arg(&cfg).args([
+        "--resume",
+        "--max-steps",
+        "20",
+        "--checkpoint-every",
+        "5",
+    ]));
+    assert!(ok, "{log}");
+    assert!(log.contains("resuming from"), "{log}");
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let last = metrics.lines().last().unwrap();
+    assert!(last.starts_with("{\"step\":19,"), "{last}");
+}

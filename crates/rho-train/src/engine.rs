@@ -1,7 +1,9 @@
 //! The pre-training loop: data → method step → optimiser, one code path for every method.
 //!
-//! Generic over the autodiff backend. Not yet here (issue 5): checkpoints and resume, gradient
-//! accumulation, plots, and the pre-flight guards beyond the NaN/collapse checks below.
+//! Generic over the autodiff backend. Checkpoints hold everything the next step depends on
+//! (networks, optimiser state, queue, loader position, step), so a resumed run continues exactly.
+//! Not yet here (issue 5): gradient accumulation, plots, and the pre-flight guards beyond the
+//! NaN/collapse checks below.
 
 use burn::tensor::{backend::AutodiffBackend, Tensor, TensorData};
 use rho_data::augment::AugmentConfig;
@@ -22,6 +24,21 @@ pub enum TrainError {
     Model(#[from] rho_model::ModelError),
     #[error("{0}")]
     Stopped(String),
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+}
+
+/// How to run beyond the recipe.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Stop after this many steps (in total, counting resumed ones).
+    pub max_steps: Option<usize>,
+    /// Write a checkpoint into the recipe's output folder every N steps.
+    pub checkpoint_every: Option<usize>,
+    /// Checkpoints kept (the oldest are deleted).
+    pub keep: usize,
+    /// Continue from this checkpoint.
+    pub resume: Option<std::path::PathBuf>,
 }
 
 /// What one step reports.
@@ -86,8 +103,33 @@ pub fn pretrain<B: AutodiffBackend>(
     recipe: &Recipe,
     device: &B::Device,
     max_steps: Option<usize>,
+    on_step: impl FnMut(&StepLog),
+) -> Result<SslNetwork<B>, TrainError> {
+    pretrain_with(
+        recipe,
+        device,
+        RunOptions {
+            max_steps,
+            ..Default::default()
+        },
+        on_step,
+    )
+}
+
+fn mpk() -> burn::record::NamedMpkBytesRecorder<burn::record::FullPrecisionSettings> {
+    burn::record::NamedMpkBytesRecorder::new()
+}
+
+/// [`pretrain`] with checkpoints and resume.
+pub fn pretrain_with<B: AutodiffBackend>(
+    recipe: &Recipe,
+    device: &B::Device,
+    opts: RunOptions,
     mut on_step: impl FnMut(&StepLog),
 ) -> Result<SslNetwork<B>, TrainError> {
+    use burn::module::Module;
+    use burn::record::Recorder;
+    let max_steps = opts.max_steps;
     if recipe.optim.accumulation != 1 {
         return Err(TrainError::Stopped(
             "optim.accumulation > 1 is not supported yet".into(),
@@ -107,7 +149,37 @@ pub fn pretrain<B: AutodiffBackend>(
         weight_decay: o.weight_decay,
         lars_trust: (o.optimizer == OptimizerKind::Lars).then_some(o.lars_trust),
     };
+    let mut step = 0;
+    let resume = match &opts.resume {
+        Some(p) => Some((p.clone(), crate::checkpoint::Checkpoint::read(p)?)),
+        None => None,
+    };
+    let bad_ck = |p: &std::path::Path, e: String| crate::checkpoint::CheckpointError::Read {
+        path: p.to_path_buf(),
+        reason: e,
+    };
+    if let Some((p, ck)) = &resume {
+        let rec = Recorder::<B>::load(&mpk(), ck.online.clone(), device)
+            .map_err(|e| bad_ck(p, format!("online network: {e}")))?;
+        net = net.load_record(rec);
+        method = Method::new(mcfg.clone(), &net, device)?;
+        if let Some(t) = method.target.as_mut() {
+            let rec = Recorder::<B>::load(&mpk(), ck.target.clone(), device)
+                .map_err(|e| bad_ck(p, format!("target network: {e}")))?;
+            t.target = t.target.clone().load_record(rec).no_grad();
+        }
+        if let Some(q) = &ck.meta.queue {
+            method.load_queue_state(q, device)?;
+        }
+        loader.set_position(ck.meta.position);
+        step = ck.meta.step;
+    }
     let mut opt = GroupedOptimizer::new(&net, rule, o.bn_weight_decay);
+    if let Some((p, ck)) = &resume {
+        opt = opt
+            .load_bytes(&ck.optim_bn, &ck.optim_rest, device)
+            .map_err(|e| bad_ck(p, format!("optimiser state: {e}")))?;
+    }
     let schedule = recipe.schedule();
     // MoCo: no optimiser step until the queue has been filled once (spec §2.2).
     let warmup_iters = if mcfg.kind == MethodKind::Moco {
@@ -116,7 +188,6 @@ pub fn pretrain<B: AutodiffBackend>(
         0
     };
     let total = max_steps.unwrap_or((recipe.epochs * iters as f64).ceil() as usize);
-    let mut step = 0;
     while step < total {
         let epoch0 = loader.position().epoch;
         for batch in loader.epoch() {
@@ -166,10 +237,79 @@ pub fn pretrain<B: AutodiffBackend>(
                 metrics: out.metrics,
             });
             step += 1;
+            if opts
+                .checkpoint_every
+                .is_some_and(|every| every > 0 && step % every == 0)
+            {
+                // The position of the next batch: what a resumed run must start from.
+                let cursor = batch.position.cursor + 1;
+                let position = if cursor >= iters {
+                    rho_data::LoaderPosition {
+                        epoch: epoch0 + 1,
+                        cursor: 0,
+                    }
+                } else {
+                    rho_data::LoaderPosition {
+                        epoch: epoch0,
+                        cursor,
+                    }
+                };
+                save_checkpoint(recipe, &net, &method, &opt, step, position, opts.keep)?;
+            }
             if step >= total {
                 break;
             }
         }
     }
     Ok(net)
+}
+
+fn save_checkpoint<B: AutodiffBackend>(
+    recipe: &Recipe,
+    net: &SslNetwork<B>,
+    method: &Method<B>,
+    opt: &GroupedOptimizer<SslNetwork<B>, B>,
+    step: usize,
+    position: rho_data::LoaderPosition,
+    keep: usize,
+) -> Result<(), TrainError> {
+    use crate::checkpoint::{
+        checkpoint_path, list_checkpoints, Checkpoint, CheckpointError, CheckpointMeta,
+    };
+    use burn::module::Module;
+    use burn::record::Recorder;
+    let dir = &recipe.output;
+    let werr = |e: String| CheckpointError::Write {
+        path: dir.clone(),
+        reason: e,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| werr(e.to_string()))?;
+    let online = Recorder::<B>::record(&mpk(), net.clone().into_record(), ())
+        .map_err(|e| werr(e.to_string()))?;
+    let target = match &method.target {
+        Some(t) => Recorder::<B>::record(&mpk(), t.target.clone().into_record(), ())
+            .map_err(|e| werr(e.to_string()))?,
+        None => Vec::new(),
+    };
+    let (optim_bn, optim_rest) = opt.to_bytes().map_err(werr)?;
+    let meta = CheckpointMeta {
+        step,
+        position,
+        queue: method.queue_state(),
+        recipe_name: recipe.name.clone(),
+        checksums: [0; 4],
+    };
+    let mut ck = Checkpoint {
+        meta,
+        online,
+        target,
+        optim_bn,
+        optim_rest,
+    };
+    ck.write(&checkpoint_path(dir, step))?;
+    let all = list_checkpoints(dir);
+    for old in all.iter().take(all.len().saturating_sub(keep.max(1))) {
+        let _ = std::fs::remove_file(old);
+    }
+    Ok(())
 }

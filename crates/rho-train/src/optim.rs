@@ -139,6 +139,31 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> GroupedOptimizer<M, B> {
         }
     }
 
+    /// Both groups' states as bytes (Burn named-MessagePack records), for checkpoints.
+    pub fn to_bytes(&self) -> Result<(Vec<u8>, Vec<u8>), String> {
+        use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
+        let rec = NamedMpkBytesRecorder::<FullPrecisionSettings>::new();
+        let bn = Recorder::<B>::record(&rec, self.bn.to_record(), ()).map_err(|e| e.to_string())?;
+        let rest =
+            Recorder::<B>::record(&rec, self.rest.to_record(), ()).map_err(|e| e.to_string())?;
+        Ok((bn, rest))
+    }
+
+    /// Restores the states written by [`to_bytes`](Self::to_bytes). The module must carry the
+    /// parameter ids of the checkpoint (load its record first).
+    pub fn load_bytes(self, bn: &[u8], rest: &[u8], device: &B::Device) -> Result<Self, String> {
+        use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
+        let rec = NamedMpkBytesRecorder::<FullPrecisionSettings>::new();
+        let bn_rec = Recorder::<B>::load(&rec, bn.to_vec(), device).map_err(|e| e.to_string())?;
+        let rest_rec =
+            Recorder::<B>::load(&rec, rest.to_vec(), device).map_err(|e| e.to_string())?;
+        Ok(Self {
+            bn: self.bn.load_record(bn_rec),
+            rest: self.rest.load_record(rest_rec),
+            ..self
+        })
+    }
+
     /// One step at learning rate `lr` with the gradients of a backward pass.
     pub fn step(&mut self, lr: f64, module: M, grads: B::Gradients) -> M {
         let mut grads = grads;

@@ -8,6 +8,10 @@ use rho_train::{pretrain, Recipe};
 
 type AB = Autodiff<Flex>;
 
+/// Burn's random generator is one per process: runs that seed it must not interleave, or their
+/// initial weights differ. The tests of this file take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn videos() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("rho-engine-{}", std::process::id()));
     for class in 0..2 {
@@ -84,6 +88,7 @@ warmup_start_lr = 0.001
 
 #[test]
 fn every_method_trains_on_generated_videos() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let index = videos();
     let dev = Default::default();
     for (kind, opt, extra) in [
@@ -116,4 +121,119 @@ fn every_method_trains_on_generated_videos() {
         }
         assert!(net.backbone.feature_dim() > 0);
     }
+}
+
+/// Bytes of every tensor of a network, in traversal order.
+fn weights(net: &rho_objectives::SslNetwork<AB>) -> Vec<u8> {
+    use burn::module::{Module, ModuleVisitor, Param};
+    use burn::tensor::Tensor;
+    struct Collect(Vec<u8>);
+    impl ModuleVisitor<AB> for Collect {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<AB, D>>) {
+            self.0.extend(
+                p.val()
+                    .into_data()
+                    .to_vec::<f32>()
+                    .unwrap()
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes()),
+            );
+        }
+    }
+    let mut c = Collect(Vec::new());
+    net.visit(&mut c);
+    c.0
+}
+
+/// N steps straight equal N/2 steps, a checkpoint, a fresh process state, and N/2 more: to the bit.
+#[test]
+fn resume_is_bitwise_identical() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    use rho_train::{pretrain_with, RunOptions};
+    let index = videos();
+    let dev = Default::default();
+    for (kind, opt, extra) in [("byol", "lars", ""), ("moco", "sgd", "queue_len = 8")] {
+        let out = std::env::temp_dir().join(format!("rho-resume-{}-{kind}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let mut r = recipe(kind, opt, extra, &index);
+        r.output = out.clone();
+        let straight = pretrain_with::<AB>(
+            &r,
+            &dev,
+            RunOptions {
+                max_steps: Some(6),
+                ..Default::default()
+            },
+            |_| {},
+        )
+        .unwrap();
+        let _first = pretrain_with::<AB>(
+            &r,
+            &dev,
+            RunOptions {
+                max_steps: Some(3),
+                checkpoint_every: Some(3),
+                keep: 2,
+                ..Default::default()
+            },
+            |_| {},
+        )
+        .unwrap();
+        let ck = out.join("ckpt_00000003.rho");
+        assert!(ck.exists());
+        let mut steps = Vec::new();
+        let resumed = pretrain_with::<AB>(
+            &r,
+            &dev,
+            RunOptions {
+                max_steps: Some(6),
+                resume: Some(ck),
+                ..Default::default()
+            },
+            |l| steps.push(l.step),
+        )
+        .unwrap();
+        assert_eq!(steps, [3, 4, 5], "{kind}");
+        assert!(
+            weights(&straight) == weights(&resumed),
+            "{kind}: resumed weights differ from the uninterrupted run"
+        );
+    }
+}
+
+#[test]
+fn corrupt_or_truncated_checkpoints_are_refused_with_their_path() {
+    use rho_train::checkpoint::{Checkpoint, CheckpointMeta};
+    let p = std::env::temp_dir().join(format!("rho-ckpt-{}.rho", std::process::id()));
+    let meta = CheckpointMeta {
+        step: 7,
+        position: Default::default(),
+        queue: None,
+        recipe_name: "t".into(),
+        checksums: [0; 4],
+    };
+    let mut ck = Checkpoint {
+        meta,
+        online: vec![1; 100],
+        target: vec![],
+        optim_bn: vec![2; 10],
+        optim_rest: vec![3; 10],
+    };
+    ck.write(&p).unwrap();
+    let back = Checkpoint::read(&p).unwrap();
+    assert_eq!((back.meta.step, back.online.len()), (7, 100));
+    let mut bytes = std::fs::read(&p).unwrap();
+    let n = bytes.len();
+    bytes[n - 5] ^= 0xff; // inside the last blob
+    std::fs::write(&p, &bytes).unwrap();
+    let e = Checkpoint::read(&p).unwrap_err().to_string();
+    assert!(e.contains("rho-ckpt") && e.contains("checksum"), "{e}");
+    std::fs::write(&p, &bytes[..n / 2]).unwrap();
+    let e = Checkpoint::read(&p).unwrap_err().to_string();
+    assert!(e.contains("truncated"), "{e}");
+    std::fs::write(&p, b"garbage").unwrap();
+    assert!(Checkpoint::read(&p)
+        .unwrap_err()
+        .to_string()
+        .contains("not a rho checkpoint"));
 }

@@ -1,6 +1,7 @@
 //! `rho pretrain --config C`: self-supervised pre-training from a recipe. Metrics go to
 //! `OUTPUT/metrics.jsonl` (one JSON object per step) and the online backbone to
-//! `OUTPUT/backbone.safetensors` at the end. Checkpoints and `--resume` are not there yet.
+//! `OUTPUT/backbone.safetensors` at the end; checkpoints `OUTPUT/ckpt_*.rho` every N steps, and
+//! `--resume` continues exactly where one left off.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -11,7 +12,7 @@ use burn::tensor::backend::Backend;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use rho_model::weights::{save_safetensors, Naming};
-use rho_train::{pretrain, Recipe};
+use rho_train::{pretrain_with, Recipe, RunOptions};
 
 #[derive(Args, Debug)]
 pub struct PretrainArgs {
@@ -21,9 +22,18 @@ pub struct PretrainArgs {
     /// Override a recipe field, e.g. `--set data.rho=4` (repeatable; logged).
     #[arg(long = "set")]
     pub overrides: Vec<String>,
-    /// Stop after this many steps.
+    /// Stop after this many steps (counting resumed ones).
     #[arg(long)]
     pub max_steps: Option<usize>,
+    /// Write a checkpoint every N steps into the output folder.
+    #[arg(long, default_value_t = 500)]
+    pub checkpoint_every: usize,
+    /// Checkpoints kept.
+    #[arg(long, default_value_t = 3)]
+    pub keep: usize,
+    /// Continue from a checkpoint; `--resume` alone (or `latest`) takes the newest in the output folder.
+    #[arg(long, num_args = 0..=1, default_missing_value = "latest")]
+    pub resume: Option<PathBuf>,
 }
 
 pub fn run<B: Backend>(a: &PretrainArgs, backend: &str, device: B::Device) -> Result<()> {
@@ -50,8 +60,28 @@ pub fn run<B: Backend>(a: &PretrainArgs, backend: &str, device: B::Device) -> Re
     for o in &a.overrides {
         eprintln!("  override: {o}");
     }
+    let resume = match &a.resume {
+        None => None,
+        Some(p) if p.as_os_str() != "latest" => Some(p.clone()),
+        Some(_) => Some(
+            rho_train::checkpoint::list_checkpoints(&recipe.output)
+                .pop()
+                .with_context(|| {
+                    format!("--resume: no checkpoint in {}", recipe.output.display())
+                })?,
+        ),
+    };
+    if let Some(p) = &resume {
+        eprintln!("  resuming from {}", p.display());
+    }
     let metrics_path = recipe.output.join("metrics.jsonl");
-    let mut metrics = std::fs::File::create(&metrics_path)
+    // Appending keeps the history of a resumed run.
+    let mut metrics = std::fs::OpenOptions::new()
+        .create(true)
+        .append(resume.is_some())
+        .write(true)
+        .truncate(resume.is_none())
+        .open(&metrics_path)
         .with_context(|| format!("cannot write {}", metrics_path.display()))?;
     let bar = ProgressBar::new(a.max_steps.unwrap_or(0) as u64);
     bar.set_style(
@@ -59,7 +89,13 @@ pub fn run<B: Backend>(a: &PretrainArgs, backend: &str, device: B::Device) -> Re
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     let mut write_err = None;
-    let net = pretrain::<Autodiff<B>>(&recipe, &device, a.max_steps, |log| {
+    let opts = RunOptions {
+        max_steps: a.max_steps,
+        checkpoint_every: Some(a.checkpoint_every),
+        keep: a.keep,
+        resume,
+    };
+    let net = pretrain_with::<Autodiff<B>>(&recipe, &device, opts, |log| {
         bar.inc(1);
         bar.set_message(format!(
             "epoch {:.2} loss {:.4} lr {:.4}",
