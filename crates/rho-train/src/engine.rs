@@ -49,6 +49,13 @@ pub struct StepLog {
     pub lr: f64,
     /// The optimiser was skipped (MoCo's queue warm-up).
     pub skipped: bool,
+    /// Seconds spent waiting for the batch, and for the whole step (wait included).
+    pub data_wait_s: f64,
+    pub step_s: f64,
+    /// Clips in the step (videos × views).
+    pub clips: usize,
+    /// Steps the run will take in total.
+    pub total_steps: usize,
     pub metrics: std::collections::BTreeMap<&'static str, f64>,
 }
 
@@ -190,8 +197,12 @@ pub fn pretrain_with<B: AutodiffBackend>(
     let total = max_steps.unwrap_or((recipe.epochs * iters as f64).ceil() as usize);
     while step < total {
         let epoch0 = loader.position().epoch;
-        for batch in loader.epoch() {
+        let mut batches = loader.epoch();
+        loop {
+            let waited = std::time::Instant::now();
+            let Some(batch) = batches.next() else { break };
             let batch = batch?;
+            let data_wait_s = waited.elapsed().as_secs_f64();
             let [b, v, c, t, h, w] = batch.shape;
             let per_view = c * t * h * w;
             let clips: Vec<Tensor<B, 5>> = (0..v)
@@ -235,6 +246,10 @@ pub fn pretrain_with<B: AutodiffBackend>(
                 lr,
                 skipped,
                 metrics: out.metrics,
+                data_wait_s,
+                step_s: waited.elapsed().as_secs_f64(),
+                clips: b * v,
+                total_steps: total,
             });
             step += 1;
             if opts

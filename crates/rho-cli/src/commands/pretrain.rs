@@ -60,6 +60,21 @@ pub fn run<B: Backend>(a: &PretrainArgs, backend: &str, device: B::Device) -> Re
     for o in &a.overrides {
         eprintln!("  override: {o}");
     }
+    // The run card: the resolved recipe, next to the metrics.
+    let card = format!(
+        "# rho {} ({backend}), run card of {}\n# effective global batch {} videos × {} views; LR {} × {}/{} = {:.5}\n{}",
+        env!("CARGO_PKG_VERSION"),
+        a.config.display(),
+        recipe.batch,
+        recipe.data.rho.max(2),
+        recipe.optim.base_lr,
+        recipe.batch,
+        recipe.optim.reference_batch,
+        s.base_lr,
+        toml::to_string(&recipe).unwrap_or_default()
+    );
+    rho_model::weights::write_atomically(&recipe.output.join("run_card.toml"), card.as_bytes())
+        .with_context(|| format!("cannot write the run card in {}", recipe.output.display()))?;
     let resume = match &a.resume {
         None => None,
         Some(p) if p.as_os_str() != "latest" => Some(p.clone()),
@@ -83,12 +98,13 @@ pub fn run<B: Backend>(a: &PretrainArgs, backend: &str, device: B::Device) -> Re
         .truncate(resume.is_none())
         .open(&metrics_path)
         .with_context(|| format!("cannot write {}", metrics_path.display()))?;
-    let bar = ProgressBar::new(a.max_steps.unwrap_or(0) as u64);
+    let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} step {pos} {msg} [{elapsed}]")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut write_err = None;
+    let (mut wait_total, mut step_total, mut clips_total) = (0.0f64, 0.0f64, 0usize);
     let opts = RunOptions {
         max_steps: a.max_steps,
         checkpoint_every: Some(a.checkpoint_every),
@@ -96,12 +112,23 @@ pub fn run<B: Backend>(a: &PretrainArgs, backend: &str, device: B::Device) -> Re
         resume,
     };
     let net = pretrain_with::<Autodiff<B>>(&recipe, &device, opts, |log| {
-        bar.inc(1);
+        bar.set_length(log.total_steps as u64);
+        bar.set_position(log.step as u64 + 1);
+        wait_total += log.data_wait_s;
+        step_total += log.step_s;
+        clips_total += log.clips;
+        let left = log.total_steps.saturating_sub(log.step + 1) as f64 * step_total
+            / (log.step as f64 + 1.0).max(1.0);
+        let m = |k: &str| log.metrics.get(k).copied().unwrap_or(f64::NAN);
         bar.set_message(format!(
-            "epoch {:.2} loss {:.4} lr {:.4}",
+            "ep {:.2} loss {:.4} lr {:.4} m {:.4} | {:.1} clips/s, data wait {:.0}% | ETA {}",
             log.epoch,
-            log.metrics.get("loss").copied().unwrap_or(f64::NAN),
-            log.lr
+            m("loss"),
+            log.lr,
+            m("momentum"),
+            clips_total as f64 / step_total.max(1e-9),
+            100.0 * wait_total / step_total.max(1e-9),
+            humantime(left)
         ));
         if let Err(e) = serde_json::to_string(log)
             .map_err(anyhow::Error::from)
@@ -114,6 +141,14 @@ pub fn run<B: Backend>(a: &PretrainArgs, backend: &str, device: B::Device) -> Re
     if let Some(e) = write_err {
         return Err(e.context(format!("writing {}", metrics_path.display())));
     }
+    if step_total > 0.0 {
+        eprintln!(
+            "  {:.1} clips/s, {:.2} steps/s, data wait {:.0}% of the step time",
+            clips_total as f64 / step_total,
+            bar.position() as f64 / step_total,
+            100.0 * wait_total / step_total
+        );
+    }
     let out = recipe.output.join("backbone.safetensors");
     save_safetensors(&net.backbone, &out, Naming::Rho)?;
     eprintln!(
@@ -122,4 +157,13 @@ pub fn run<B: Backend>(a: &PretrainArgs, backend: &str, device: B::Device) -> Re
         out.display()
     );
     Ok(())
+}
+
+fn humantime(secs: f64) -> String {
+    let s = secs.max(0.0) as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else {
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
 }
