@@ -100,14 +100,20 @@ fn embed_convert_and_clear_errors() {
     assert!(!ok && log.contains("classification head"), "{log}");
 }
 
-fn ffmpeg(args: &[&str], out: &Path) {
-    let st = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
-        .args(args)
-        .arg(out)
-        .status()
-        .unwrap();
-    assert!(st.success());
+/// `ffmpeg -f lavfi -i SOURCE CODEC… OUT`.
+fn ffmpeg(source: &str, codec: &[&str], out: &Path) {
+    rho_data::synthetic::lavfi_video(out, source, codec).unwrap();
+}
+
+/// A tiny pre-training recipe over `videos`, writing to `out`; `method` and `optim` are the
+/// bodies of those sections.
+fn tiny_recipe(path: &Path, videos: &Path, out: &Path, epochs: usize, method: &str, optim: &str) {
+    let text = format!(
+        "name = \"t\"\nbatch = 2\nepochs = {epochs}\noutput = \"{}\"\n[model]\narch = \"slow_r18_tiny\"\n[method]\n{method}\n[data]\nindex = \"{}\"\nrho = 2\nframes = 4\nstride = 2\ncrop = 32\nshort_side = 40\nworkers = 1\n[optim]\n{optim}\nreference_batch = 2\nwarmup_epochs = 0.5\nwarmup_start_lr = 0.001\n",
+        out.display(),
+        videos.display()
+    );
+    std::fs::write(path, text).unwrap();
 }
 
 #[test]
@@ -116,18 +122,13 @@ fn data_check_reports_every_bad_file_and_exits_zero() {
     std::fs::create_dir_all(d.join("a")).unwrap();
     std::fs::create_dir_all(d.join("b")).unwrap();
     ffmpeg(
-        &[
-            "-i",
-            "testsrc2=s=64x48:r=30:d=3",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-        ],
+        "testsrc2=s=64x48:r=30:d=3",
+        &["-c:v", "libx264", "-preset", "ultrafast"],
         &d.join("a/good.mp4"),
     );
     ffmpeg(
-        &["-i", "testsrc2=s=64x48:r=30:d=1", "-c:v", "mpeg4"],
+        "testsrc2=s=64x48:r=30:d=1",
+        &["-c:v", "mpeg4"],
         &d.join("b/short.avi"),
     );
     std::fs::write(d.join("b/noise.mp4"), vec![1u8; 3000]).unwrap();
@@ -204,26 +205,16 @@ fn data_check_reports_every_bad_file_and_exits_zero() {
 #[test]
 fn pretrain_writes_metrics_and_a_loadable_backbone() {
     let d = tmp("pretrain");
-    for i in 0..4 {
-        ffmpeg(
-            &[
-                "-i",
-                &format!("testsrc2=s=64x48:r=15:d=2,hue=h={}", i * 60),
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-            ],
-            &d.join(format!("v{i}.mp4")),
-        );
-    }
+    rho_data::synthetic::test_videos(&d, 4, 64, 48, 15, 2.0).unwrap();
     let out = d.join("run");
-    let recipe = format!(
-        "name = \"t\"\nbatch = 2\nepochs = 2\noutput = \"{}\"\n[model]\narch = \"slow_r18_tiny\"\n[method]\nkind = \"byol\"\n[data]\nindex = \"{}\"\nrho = 2\nframes = 4\nstride = 2\ncrop = 32\nshort_side = 40\nworkers = 1\n[optim]\noptimizer = \"lars\"\nbase_lr = 0.3\nreference_batch = 2\nweight_decay = 1e-6\nwarmup_epochs = 0.5\nwarmup_start_lr = 0.001\n",
-        out.display(),
-        d.display()
+    tiny_recipe(
+        &d.join("r.toml"),
+        &d,
+        &out,
+        2,
+        "kind = \"byol\"",
+        "optimizer = \"lars\"\nbase_lr = 0.3\nweight_decay = 1e-6",
     );
-    std::fs::write(d.join("r.toml"), recipe).unwrap();
     let (ok, log) = run(rho()
         .args(["pretrain", "--config"])
         .arg(d.join("r.toml"))
@@ -269,27 +260,17 @@ fn pretrain_writes_metrics_and_a_loadable_backbone() {
 #[test]
 fn a_killed_run_resumes_from_its_last_checkpoint() {
     let d = tmp("sigkill");
-    for i in 0..4 {
-        ffmpeg(
-            &[
-                "-i",
-                &format!("testsrc2=s=64x48:r=15:d=2,hue=h={}", i * 60),
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-            ],
-            &d.join(format!("v{i}.mp4")),
-        );
-    }
+    rho_data::synthetic::test_videos(&d, 4, 64, 48, 15, 2.0).unwrap();
     let out = d.join("run");
-    let recipe = format!(
-        "name = \"k\"\nbatch = 2\nepochs = 50\noutput = \"{}\"\n[model]\narch = \"slow_r18_tiny\"\n[method]\nkind = \"moco\"\nqueue_len = 8\n[data]\nindex = \"{}\"\nrho = 2\nframes = 4\nstride = 2\ncrop = 32\nshort_side = 40\nworkers = 1\n[optim]\noptimizer = \"sgd\"\nbase_lr = 0.05\nreference_batch = 2\nweight_decay = 1e-4\nwarmup_epochs = 1\nwarmup_start_lr = 0.001\n",
-        out.display(),
-        d.display()
-    );
     let cfg = d.join("r.toml");
-    std::fs::write(&cfg, recipe).unwrap();
+    tiny_recipe(
+        &cfg,
+        &d,
+        &out,
+        50,
+        "kind = \"moco\"\nqueue_len = 8",
+        "optimizer = \"sgd\"\nbase_lr = 0.05\nweight_decay = 1e-4",
+    );
     let mut child = rho()
         .args(["pretrain", "--config"])
         .arg(&cfg)

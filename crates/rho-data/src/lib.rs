@@ -14,6 +14,7 @@ pub mod index;
 pub mod loader;
 pub mod rng;
 pub mod sampler;
+pub mod synthetic;
 
 pub use error::DataError;
 pub use index::{Split, VideoEntry, VideoIndex, VideoSource};

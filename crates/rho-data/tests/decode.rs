@@ -3,7 +3,6 @@
 #![cfg(feature = "video")]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 use rho_data::decode::VideoDecoder;
@@ -23,22 +22,8 @@ fn media_dir() -> &'static Path {
         let src = "color=c=black:s=64x48:r=15:d=2,geq=lum='N*8':cb=128:cr=128,format=yuv420p";
         let make = |name: &str, args: &[&str]| {
             let out = d.join(name);
-            let st = Command::new("ffmpeg")
-                .args([
-                    "-hide_banner",
-                    "-loglevel",
-                    "error",
-                    "-y",
-                    "-f",
-                    "lavfi",
-                    "-i",
-                    src,
-                ])
-                .args(args)
-                .arg(&out)
-                .status()
-                .expect("the ffmpeg CLI is needed (scripts/setup.sh installs it)");
-            assert!(st.success(), "ffmpeg failed for {name}");
+            rho_data::synthetic::lavfi_video(&out, src, args)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
         };
         make(
             "short_gop.mp4",
@@ -206,18 +191,10 @@ fn bad_files_are_errors_that_name_the_file() {
 #[test]
 fn variable_frame_rate_is_detected_and_decoded_by_timestamp() {
     let out = media_dir().join("vfr.mp4");
-    let st = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "color=c=gray:s=64x48:r=15:d=2",
-        ])
-        .args([
+    rho_data::synthetic::lavfi_video(
+        &out,
+        "color=c=gray:s=64x48:r=15:d=2",
+        &[
             "-vf",
             "setpts='if(lt(N,15),N,N*2)/(15*TB)'",
             "-fps_mode",
@@ -226,11 +203,9 @@ fn variable_frame_rate_is_detected_and_decoded_by_timestamp() {
             "libx264",
             "-preset",
             "ultrafast",
-        ])
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(st.success());
+        ],
+    )
+    .unwrap();
     let mut v = VideoDecoder::open(&out).unwrap();
     assert!(v.probe().variable_frame_rate);
     // Frame 16 of the nominal 15-fps grid falls in a gap: it takes the next frame that exists and is

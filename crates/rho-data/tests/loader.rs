@@ -2,8 +2,7 @@
 //! and bad files that are substituted instead of stopping the run.
 #![cfg(feature = "video")]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use rho_data::augment::AugmentConfig;
 use rho_data::sampler::ClipSamplerConfig;
@@ -12,49 +11,11 @@ use rho_data::{
     VideoSource,
 };
 
-fn make_videos(dir: &Path, n: usize) -> Vec<PathBuf> {
-    std::fs::create_dir_all(dir).unwrap();
-    (0..n)
-        .map(|i| {
-            let out = dir.join(format!("v{i}.mp4"));
-            let src = format!("testsrc2=s=80x64:r=15:d=2,hue=h={}", i * 40);
-            let st = Command::new("ffmpeg")
-                .args([
-                    "-hide_banner",
-                    "-loglevel",
-                    "error",
-                    "-y",
-                    "-f",
-                    "lavfi",
-                    "-i",
-                    &src,
-                ])
-                .args([
-                    "-c:v",
-                    "libx264",
-                    "-preset",
-                    "ultrafast",
-                    "-g",
-                    "8",
-                    "-pix_fmt",
-                    "yuv420p",
-                ])
-                .arg(&out)
-                .status()
-                .expect("the ffmpeg CLI is needed (scripts/setup.sh installs it)");
-            assert!(st.success());
-            out
-        })
-        .collect()
-}
-
 fn videos() -> Vec<PathBuf> {
     static V: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
     V.get_or_init(|| {
-        make_videos(
-            &std::env::temp_dir().join(format!("rho-loader-test-{}", std::process::id())),
-            6,
-        )
+        let dir = std::env::temp_dir().join(format!("rho-loader-test-{}", std::process::id()));
+        rho_data::synthetic::test_videos(&dir, 6, 80, 64, 15, 2.0).unwrap()
     })
     .clone()
 }
@@ -209,21 +170,8 @@ fn frame_folders_load_like_videos() {
     for v in 0..2 {
         let d = dir.join(format!("vid{v}"));
         std::fs::create_dir_all(&d).unwrap();
-        let st = Command::new("ffmpeg")
-            .args([
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc2=s=80x64:r=30:d=1",
-            ])
-            .arg(d.join("img_%05d.jpg"))
-            .status()
+        rho_data::synthetic::lavfi_video(&d.join("img_%05d.jpg"), "testsrc2=s=80x64:r=30:d=1", &[])
             .unwrap();
-        assert!(st.success());
         entries.push(VideoEntry {
             source: VideoSource::FrameDir {
                 dir: d,

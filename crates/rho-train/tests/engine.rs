@@ -1,7 +1,6 @@
 //! The loop end to end on generated videos: every method trains a few steps on the CPU.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use burn::backend::{Autodiff, Flex};
 use rho_train::{pretrain, Recipe};
@@ -14,42 +13,7 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn videos() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("rho-engine-{}", std::process::id()));
-    for class in 0..2 {
-        let d = dir.join(format!("c{class}"));
-        std::fs::create_dir_all(&d).unwrap();
-        for i in 0..4 {
-            let out = d.join(format!("v{i}.mp4"));
-            if out.exists() {
-                continue;
-            }
-            let src = format!("testsrc2=s=64x48:r=15:d=2,hue=h={}", (class * 4 + i) * 40);
-            let st = Command::new("ffmpeg")
-                .args([
-                    "-hide_banner",
-                    "-loglevel",
-                    "error",
-                    "-y",
-                    "-f",
-                    "lavfi",
-                    "-i",
-                    &src,
-                ])
-                .args([
-                    "-c:v",
-                    "libx264",
-                    "-preset",
-                    "ultrafast",
-                    "-g",
-                    "8",
-                    "-pix_fmt",
-                    "yuv420p",
-                ])
-                .arg(&out)
-                .status()
-                .expect("the ffmpeg CLI is needed (scripts/setup.sh installs it)");
-            assert!(st.success());
-        }
-    }
+    rho_data::synthetic::test_videos(&dir, 8, 64, 48, 15, 2.0).unwrap();
     dir
 }
 
