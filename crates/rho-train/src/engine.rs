@@ -142,8 +142,10 @@ pub fn pretrain_with<B: AutodiffBackend>(
             "optim.accumulation > 1 is not supported yet".into(),
         ));
     }
+    let index = load_index(recipe)?;
+    preflight(recipe, &index)?;
     B::seed(device, recipe.seed);
-    let mut loader = VideoLoader::new(load_index(recipe)?, loader_config(recipe))?;
+    let mut loader = VideoLoader::new(index, loader_config(recipe))?;
     let iters = loader.batches_per_epoch();
     let backbone = rho_model::ResNet3dConfig::preset(&recipe.model.arch)?.try_init::<B>(device)?;
     let mcfg = recipe.method_config();
@@ -325,6 +327,59 @@ fn save_checkpoint<B: AutodiffBackend>(
     let all = list_checkpoints(dir);
     for old in all.iter().take(all.len().saturating_sub(keep.max(1))) {
         let _ = std::fs::remove_file(old);
+    }
+    Ok(())
+}
+
+/// Refuses runs that cannot work before any compute is spent: files the index lists but that do
+/// not exist, and clips longer than the videos.
+pub fn preflight(recipe: &Recipe, index: &VideoIndex) -> Result<(), TrainError> {
+    let missing: Vec<String> = index
+        .entries
+        .iter()
+        .map(|e| e.source.path())
+        .filter(|p| !p.exists())
+        .map(|p| p.display().to_string())
+        .collect();
+    if !missing.is_empty() {
+        let shown: Vec<&str> = missing.iter().take(10).map(String::as_str).collect();
+        return Err(TrainError::Stopped(format!(
+            "{} of {} videos in {} do not exist (first: {}); fix data.index/data.prefix, or write a clean list with `rho data check --quarantine`",
+            missing.len(),
+            index.len(),
+            recipe.data.index.display(),
+            shown.join(", ")
+        )));
+    }
+    #[cfg(feature = "video")]
+    {
+        // Probe a few videos: if none is as long as one clip, every clip would be padding.
+        let sampler = loader_config(recipe).sampler;
+        let mut longest: Option<(f64, f64)> = None; // (frames, span) of the longest probed
+        for e in index.entries.iter().take(16) {
+            if let rho_data::VideoSource::File(p) = &e.source {
+                if let Ok(d) = rho_data::decode::VideoDecoder::open(p) {
+                    let pr = d.probe();
+                    let span = sampler.span(pr.fps) as f64;
+                    let frames = pr.num_frames as f64;
+                    if longest.is_none_or(|(f, s)| frames / span > f / s) {
+                        longest = Some((frames, span));
+                    }
+                }
+            }
+        }
+        if let Some((frames, span)) = longest {
+            if frames < span {
+                return Err(TrainError::Stopped(format!(
+                    "a clip of {}×{} spans {:.2} s, but the longest of the first videos has only {:.0} of the {:.0} frames it needs; shorten data.frames/data.stride",
+                    recipe.data.frames,
+                    recipe.data.stride,
+                    sampler.span_seconds(),
+                    frames,
+                    span
+                )));
+            }
+        }
     }
     Ok(())
 }

@@ -201,3 +201,41 @@ fn corrupt_or_truncated_checkpoints_are_refused_with_their_path() {
         .to_string()
         .contains("not a rho checkpoint"));
 }
+
+#[test]
+fn runs_that_cannot_work_are_refused_before_training() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let index = videos();
+    let dev = Default::default();
+    // Clips of 16×8 need 64 frames of these 15-fps videos; they have 30.
+    let mut r = recipe("byol", "lars", "", &index);
+    r.data.frames = 16;
+    r.data.stride = 8;
+    let e = pretrain::<AB>(&r, &dev, Some(1), |_| {})
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("spans") && e.contains("frames"), "{e}");
+    // A list naming a file that does not exist.
+    let list = index.join("list.txt");
+    std::fs::write(
+        &list,
+        format!(
+            "{} 0\n{} 1\n",
+            index.join("v0.mp4").display(),
+            index.join("gone.mp4").display()
+        ),
+    )
+    .unwrap();
+    let mut r = recipe("byol", "lars", "", &index);
+    r.data.index = list;
+    r.data.format = "list".into();
+    let e = pretrain::<AB>(&r, &dev, Some(1), |_| {})
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("1 of 2 videos") && e.contains("gone.mp4") && e.contains("rho data check"),
+        "{e}"
+    );
+}
