@@ -231,16 +231,21 @@ impl<B: AutodiffBackend> Method<B> {
         online: &SslNetwork<B>,
         clips: &[Tensor<B, 5>],
         ctx: StepContext,
-    ) -> (f64, Vec<Tensor<B, 2>>) {
+    ) -> Result<(f64, Vec<Tensor<B, 2>>), ObjectiveError> {
         let m = cosine_momentum(self.config.momentum_base, ctx.epoch, ctx.total_epochs);
-        let target = self.target.as_mut().expect("momentum methods own a target");
+        let target = self.target.as_mut().ok_or_else(|| {
+            ObjectiveError::Config(format!(
+                "{:?} needs a momentum encoder; build the method with Method::new",
+                self.config.kind
+            ))
+        })?;
         target.update(online, m);
         // Each clip separately: BN statistics per clip batch, as the released code.
         let keys = clips
             .iter()
             .map(|c| l2_normalize(target.target.project(c.clone())).detach())
             .collect();
-        (m, keys)
+        Ok((m, keys))
     }
 
     fn moco(
@@ -250,8 +255,10 @@ impl<B: AutodiffBackend> Method<B> {
         ctx: StepContext,
         coll: &dyn Collectives<B>,
     ) -> Result<StepOutput<B>, ObjectiveError> {
-        let (m, keys) = self.momentum_targets(online, clips, ctx);
-        let queue = self.queue.as_mut().expect("MoCo owns a queue");
+        let (m, keys) = self.momentum_targets(online, clips, ctx)?;
+        let queue = self.queue.as_mut().ok_or_else(|| {
+            ObjectiveError::Config("MoCo needs its queue; build the method with Method::new".into())
+        })?;
         let negatives = Tensor::<B, 2>::from_inner(queue.keys.clone());
         let t = self.config.temperature;
         let factor = self.config.aggregation.factor(clips.len());
@@ -303,7 +310,7 @@ impl<B: AutodiffBackend> Method<B> {
         clips: &[Tensor<B, 5>],
         ctx: StepContext,
     ) -> Result<StepOutput<B>, ObjectiveError> {
-        let (m, targets) = self.momentum_targets(online, clips, ctx);
+        let (m, targets) = self.momentum_targets(online, clips, ctx)?;
         let factor = self.config.aggregation.factor(clips.len());
         let (mut loss, mut std) = (None, 0.0);
         for (i, clip) in clips.iter().enumerate() {
