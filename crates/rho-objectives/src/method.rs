@@ -157,6 +157,9 @@ pub struct StepContext {
     pub epoch: f64,
     /// Total epochs E of the schedule.
     pub total_epochs: f64,
+    /// Move the momentum encoder this step (once per optimiser step: false for the second and
+    /// later micro-batches of an accumulated step).
+    pub update_target: bool,
 }
 
 /// A step's loss (to back-propagate) and what is worth logging.
@@ -239,7 +242,9 @@ impl<B: AutodiffBackend> Method<B> {
                 self.config.kind
             ))
         })?;
-        target.update(online, m);
+        if ctx.update_target {
+            target.update(online, m);
+        }
         // Each clip separately: BN statistics per clip batch, as the released code.
         let keys = clips
             .iter()

@@ -51,6 +51,7 @@ fn every_method_steps_for_rho_one_to_four() {
     let ctx = StepContext {
         epoch: 1.5,
         total_epochs: 10.0,
+        update_target: true,
     };
     for kind in KINDS {
         let cfg = config(kind);
@@ -87,6 +88,7 @@ fn every_method_overfits_a_fixed_batch() {
     let ctx = StepContext {
         epoch: 2.0,
         total_epochs: 10.0,
+        update_target: true,
     };
     let batch = clips(2, 11);
     for kind in KINDS {
@@ -139,6 +141,7 @@ fn rho_two_is_the_two_clip_loss() {
     let ctx = StepContext {
         epoch: 0.0,
         total_epochs: 10.0,
+        update_target: true,
     };
     let x = clips(2, 3);
     for kind in [MethodKind::Moco, MethodKind::Byol] {

@@ -2,8 +2,9 @@
 //!
 //! Generic over the autodiff backend. Checkpoints hold everything the next step depends on
 //! (networks, optimiser state, queue, loader position, step), so a resumed run continues exactly.
-//! Not yet here (issue 5): gradient accumulation, plots, and the pre-flight guards beyond the
-//! NaN/collapse checks below.
+//! Gradient accumulation trains the same global batch on a small machine; BatchNorm then sees
+//! micro-batch statistics, so it is not the same run as the large batch (as in any framework).
+//! Not yet here (issue 5): plots and an out-of-memory estimate.
 
 use burn::tensor::{backend::AutodiffBackend, Tensor, TensorData};
 use rho_data::augment::AugmentConfig;
@@ -137,11 +138,6 @@ pub fn pretrain_with<B: AutodiffBackend>(
     use burn::module::Module;
     use burn::record::Recorder;
     let max_steps = opts.max_steps;
-    if recipe.optim.accumulation != 1 {
-        return Err(TrainError::Stopped(
-            "optim.accumulation > 1 is not supported yet".into(),
-        ));
-    }
     let index = load_index(recipe)?;
     preflight(recipe, &index)?;
     B::seed(device, recipe.seed);
@@ -207,47 +203,62 @@ pub fn pretrain_with<B: AutodiffBackend>(
             let data_wait_s = waited.elapsed().as_secs_f64();
             let [b, v, c, t, h, w] = batch.shape;
             let per_view = c * t * h * w;
-            let clips: Vec<Tensor<B, 5>> = (0..v)
-                .map(|k| {
-                    let mut data = Vec::with_capacity(b * per_view);
-                    for i in 0..b {
-                        let start = (i * v + k) * per_view;
-                        data.extend_from_slice(&batch.clips[start..start + per_view]);
-                    }
-                    Tensor::from_data(TensorData::new(data, [b, c, t, h, w]), device)
-                })
-                .collect();
             let epoch = epoch0 as f64 + batch.position.cursor as f64 / iters as f64;
             let lr = schedule.lr(epoch);
-            let ctx = StepContext {
-                epoch,
-                total_epochs: recipe.epochs,
-            };
-            net = method.prepare(net);
-            let out = method.step(&net, &clips, ctx, &SingleDevice)?;
-            let loss = out.metrics.get("loss").copied().unwrap_or(f64::NAN);
-            if !loss.is_finite() {
-                return Err(TrainError::Stopped(format!(
-                    "the loss is {loss} at step {step} (epoch {epoch:.3}); lower the learning rate"
-                )));
-            }
-            if out.metrics.get("emb_std").is_some_and(|s| *s < 1e-4) {
-                return Err(TrainError::Stopped(format!(
-                    "embeddings collapsed at step {step} (std {:.2e})",
-                    out.metrics["emb_std"]
-                )));
-            }
             let skipped = step < warmup_iters;
-            let grads = out.loss.backward();
-            if !skipped {
-                net = opt.step(lr, net, grads);
+            // Gradient accumulation: `accum` micro-batches, each a separate forward (so BatchNorm
+            // sees micro-batch statistics), gradients summed, one optimiser step.
+            let accum = recipe.optim.accumulation;
+            let micro = b / accum;
+            let (mut metrics, mut grads_bn, mut grads_rest) =
+                (std::collections::BTreeMap::new(), None, None);
+            net = method.prepare(net);
+            for part in 0..accum {
+                let clips: Vec<Tensor<B, 5>> = (0..v)
+                    .map(|k| {
+                        let mut data = Vec::with_capacity(micro * per_view);
+                        for i in part * micro..(part + 1) * micro {
+                            let start = (i * v + k) * per_view;
+                            data.extend_from_slice(&batch.clips[start..start + per_view]);
+                        }
+                        Tensor::from_data(TensorData::new(data, [micro, c, t, h, w]), device)
+                    })
+                    .collect();
+                let ctx = StepContext {
+                    epoch,
+                    total_epochs: recipe.epochs,
+                    update_target: part == 0,
+                };
+                let out = method.step(&net, &clips, ctx, &SingleDevice)?;
+                let loss = out.metrics.get("loss").copied().unwrap_or(f64::NAN);
+                if !loss.is_finite() {
+                    return Err(TrainError::Stopped(format!("the loss is {loss} at step {step} (epoch {epoch:.3}); lower the learning rate")));
+                }
+                if out.metrics.get("emb_std").is_some_and(|s| *s < 1e-4) {
+                    return Err(TrainError::Stopped(format!(
+                        "embeddings collapsed at step {step} (std {:.2e})",
+                        out.metrics["emb_std"]
+                    )));
+                }
+                for (k, val) in &out.metrics {
+                    *metrics.entry(*k).or_insert(0.0) += val / accum as f64;
+                }
+                let grads = out.loss.div_scalar(accum as f64).backward();
+                if !skipped {
+                    let (gb, gr) = opt.split(&net, grads);
+                    grads_bn = Some(accumulate_grads(&net, grads_bn, gb));
+                    grads_rest = Some(accumulate_grads(&net, grads_rest, gr));
+                }
+            }
+            if let (Some(mut gb), Some(mut gr)) = (grads_bn, grads_rest) {
+                net = opt.step_split(lr, net, gb.grads(), gr.grads());
             }
             on_step(&StepLog {
                 step,
                 epoch,
                 lr,
                 skipped,
-                metrics: out.metrics,
+                metrics,
                 data_wait_s,
                 step_s: waited.elapsed().as_secs_f64(),
                 clips: b * v,
@@ -382,4 +393,14 @@ pub fn preflight(recipe: &Recipe, index: &VideoIndex) -> Result<(), TrainError> 
         }
     }
     Ok(())
+}
+
+fn accumulate_grads<B: AutodiffBackend>(
+    net: &SslNetwork<B>,
+    acc: Option<burn::optim::GradientsAccumulator<SslNetwork<B>>>,
+    grads: burn::optim::GradientsParams,
+) -> burn::optim::GradientsAccumulator<SslNetwork<B>> {
+    let mut acc = acc.unwrap_or_default();
+    acc.accumulate(net, grads);
+    acc
 }

@@ -166,9 +166,26 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> GroupedOptimizer<M, B> {
 
     /// One step at learning rate `lr` with the gradients of a backward pass.
     pub fn step(&mut self, lr: f64, module: M, grads: B::Gradients) -> M {
+        let (bn, rest) = self.split(&module, grads);
+        self.step_split(lr, module, bn, rest)
+    }
+
+    /// The gradients of a backward pass, per group (to accumulate them over micro-batches).
+    pub fn split(&self, module: &M, grads: B::Gradients) -> (GradientsParams, GradientsParams) {
         let mut grads = grads;
-        let bn = GradientsParams::from_params(&mut grads, &module, &self.bn_ids);
-        let rest = GradientsParams::from_params(&mut grads, &module, &self.rest_ids);
+        let bn = GradientsParams::from_params(&mut grads, module, &self.bn_ids);
+        let rest = GradientsParams::from_params(&mut grads, module, &self.rest_ids);
+        (bn, rest)
+    }
+
+    /// One step with gradients already split per group.
+    pub fn step_split(
+        &mut self,
+        lr: f64,
+        module: M,
+        bn: GradientsParams,
+        rest: GradientsParams,
+    ) -> M {
         let module = self.bn.step(lr, module, bn);
         self.rest.step(lr, module, rest)
     }

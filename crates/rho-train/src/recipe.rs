@@ -188,9 +188,12 @@ impl Recipe {
                 o.warmup_epochs, self.epochs
             ));
         }
-        if o.accumulation == 0 || self.batch % o.accumulation != 0 {
+        if o.accumulation == 0
+            || self.batch % o.accumulation != 0
+            || self.batch / o.accumulation < 2
+        {
             return Err(format!(
-                "batch {} must be divisible by optim.accumulation {}",
+                "batch {} must split by optim.accumulation {} into micro-batches of at least 2 videos (BatchNorm needs them)",
                 self.batch, o.accumulation
             ));
         }

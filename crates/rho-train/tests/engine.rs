@@ -239,3 +239,28 @@ fn runs_that_cannot_work_are_refused_before_training() {
         "{e}"
     );
 }
+
+#[test]
+fn gradient_accumulation_trains_the_same_global_batch() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let index = videos();
+    let dev = Default::default();
+    for (kind, opt, extra) in [("byol", "lars", ""), ("moco", "sgd", "queue_len = 8")] {
+        let mut r = recipe(kind, opt, extra, &index);
+        r.optim.accumulation = 2; // 4 videos per step as 2 micro-batches of 2
+        let mut logs = Vec::new();
+        pretrain::<AB>(&r, &dev, Some(3), |l| logs.push(l.clone()))
+            .unwrap_or_else(|e| panic!("{kind}: {e}"));
+        assert_eq!(logs.len(), 3);
+        assert!(logs
+            .iter()
+            .all(|l| l.metrics["loss"].is_finite() && l.clips == 8));
+    }
+    // Micro-batches of one video would make BatchNorm meaningless: refused.
+    let mut r = recipe("byol", "lars", "", &index);
+    r.optim.accumulation = 4;
+    assert!(r
+        .validate()
+        .unwrap_err()
+        .contains("micro-batches of at least 2"));
+}
