@@ -228,6 +228,9 @@ fn pretrain_writes_metrics_and_a_loadable_backbone() {
         "2 epochs × 2 batches: {metrics}"
     );
     assert!(metrics.lines().all(|l| l.contains("\"loss\"")));
+    for png in ["loss.png", "lr.png", "collapse.png", "run_card.toml"] {
+        assert!(out.join(png).exists(), "{png} missing");
+    }
     let clip = d.join("clip.npy");
     assert!(
         run(rho()

@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod engine;
 pub mod optim;
+pub mod plot;
 pub mod recipe;
 pub mod schedule;
 

@@ -28,6 +28,9 @@ pub struct PretrainArgs {
     /// Write a checkpoint every N steps into the output folder.
     #[arg(long, default_value_t = 500)]
     pub checkpoint_every: usize,
+    /// Refresh the PNG plots every N steps.
+    #[arg(long, default_value_t = 50)]
+    pub plot_every: usize,
     /// Checkpoints kept.
     #[arg(long, default_value_t = 3)]
     pub keep: usize,
@@ -105,6 +108,7 @@ pub fn run<B: Backend>(a: &PretrainArgs, backend: &str, device: B::Device) -> Re
     );
     let mut write_err = None;
     let (mut wait_total, mut step_total, mut clips_total) = (0.0f64, 0.0f64, 0usize);
+    let mut history: Vec<(f64, f64, f64, f64, f64)> = Vec::new(); // step, loss, lr, emb_std, pos_sim
     let opts = RunOptions {
         max_steps: a.max_steps,
         checkpoint_every: Some(a.checkpoint_every),
@@ -130,6 +134,18 @@ pub fn run<B: Backend>(a: &PretrainArgs, backend: &str, device: B::Device) -> Re
             100.0 * wait_total / step_total.max(1e-9),
             humantime(left)
         ));
+        history.push((
+            log.step as f64,
+            m("loss"),
+            log.lr,
+            m("emb_std"),
+            m("pos_sim"),
+        ));
+        if a.plot_every > 0 && (log.step + 1) % a.plot_every == 0 {
+            if let Err(e) = write_plots(&recipe.output, &history) {
+                write_err.get_or_insert(e);
+            }
+        }
         if let Err(e) = serde_json::to_string(log)
             .map_err(anyhow::Error::from)
             .and_then(|l| writeln!(metrics, "{l}").map_err(Into::into))
@@ -141,6 +157,7 @@ pub fn run<B: Backend>(a: &PretrainArgs, backend: &str, device: B::Device) -> Re
     if let Some(e) = write_err {
         return Err(e.context(format!("writing {}", metrics_path.display())));
     }
+    write_plots(&recipe.output, &history)?;
     if step_total > 0.0 {
         eprintln!(
             "  {:.1} clips/s, {:.2} steps/s, data wait {:.0}% of the step time",
@@ -166,4 +183,44 @@ fn humantime(secs: f64) -> String {
     } else {
         format!("{}m{:02}s", s / 60, s % 60)
     }
+}
+
+/// loss.png, lr.png and collapse.png in the output folder.
+fn write_plots(dir: &std::path::Path, h: &[(f64, f64, f64, f64, f64)]) -> Result<()> {
+    use rho_train::plot::{LinePlot, Series};
+    let series = |name: &str, color: [u8; 3], f: fn(&(f64, f64, f64, f64, f64)) -> f64| Series {
+        name: name.into(),
+        color,
+        points: h.iter().map(|r| (r.0, f(r))).collect(),
+    };
+    let plots = [
+        (
+            "loss.png",
+            "training loss",
+            vec![series("loss", [200, 30, 30], |r| r.1)],
+        ),
+        (
+            "lr.png",
+            "learning rate",
+            vec![series("lr", [30, 30, 200], |r| r.2)],
+        ),
+        (
+            "collapse.png",
+            "collapse monitors",
+            vec![
+                series("embedding std", [30, 150, 30], |r| r.3),
+                series("positive cos", [150, 30, 150], |r| r.4),
+            ],
+        ),
+    ];
+    for (file, title, series) in plots {
+        let p = LinePlot {
+            title: title.into(),
+            x_label: "step".into(),
+            series,
+        };
+        p.save_png(&dir.join(file))
+            .with_context(|| format!("cannot write {}", dir.join(file).display()))?;
+    }
+    Ok(())
 }
