@@ -2,35 +2,17 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
-use clap::{Args, ValueEnum};
-use rho_data::{Split, VideoIndex};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum IndexFormat {
-    /// A folder → folder tree; a file → PySlowFast list or, with 3 columns, mmaction frame list.
-    Auto,
-    /// PySlowFast / VideoMAE list: `path label` or `path,label` (label optional).
-    List,
-    /// mmaction rawframes list: `frame_dir total_frames [label]`.
-    Frames,
-    /// Folder tree `root/<class>/<video>`.
-    Folder,
-    /// Official Kinetics CSV (needs --train-csv for class ids; --class-folders for the layout).
-    Kinetics,
-    /// UCF101 train/test list (needs --class-ind).
-    Ucf101,
-    /// HMDB51 split folder (needs --split and --which).
-    Hmdb51,
-    /// Something-Something v2 JSON (needs --labels).
-    Ssv2,
-}
+use anyhow::Result;
+use clap::Args;
+use rho_data::VideoIndex;
+use rho_train::dataset::{DatasetSpec, IndexFormat};
 
 #[derive(Args, Debug, Clone)]
 pub struct IndexArgs {
     /// The index file, or a folder of videos.
     pub index: PathBuf,
-    #[arg(long, value_enum, default_value = "auto")]
+    /// auto, list, frames, folder, kinetics, ucf101, hmdb51 or ssv2.
+    #[arg(long, default_value = "auto", value_parser = parse_format)]
     pub format: IndexFormat,
     /// Prefix (or root folder) joined to the paths of the index.
     #[arg(long)]
@@ -55,56 +37,32 @@ pub struct IndexArgs {
 }
 
 impl IndexArgs {
-    pub fn load(&self) -> Result<VideoIndex> {
-        let prefix = self.prefix.clone().unwrap_or_default();
-        let need = |o: &Option<PathBuf>, flag: &str| {
-            o.clone()
-                .with_context(|| format!("--format {:?} needs {flag}", self.format).to_lowercase())
-        };
-        let idx = match self.format {
-            IndexFormat::Auto if self.index.is_dir() => VideoIndex::folder_tree(&self.index)?,
-            IndexFormat::Auto => {
-                let text = std::fs::read_to_string(&self.index)
-                    .with_context(|| format!("cannot read {}", self.index.display()))?;
-                let first = text
-                    .lines()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or_default();
-                let cols: Vec<&str> = first.split_whitespace().collect();
-                if cols.len() == 3
-                    && cols[1].parse::<usize>().is_ok()
-                    && cols[2].parse::<usize>().is_ok()
-                {
-                    VideoIndex::frame_folders(&self.index, &prefix)?
-                } else {
-                    VideoIndex::pyslowfast_csv(&self.index, &prefix)?
-                }
-            }
-            IndexFormat::List => VideoIndex::pyslowfast_csv(&self.index, &prefix)?,
-            IndexFormat::Frames => VideoIndex::frame_folders(&self.index, &prefix)?,
-            IndexFormat::Folder => VideoIndex::folder_tree(&self.index)?,
-            IndexFormat::Kinetics => {
-                let train = self.train_csv.clone().unwrap_or_else(|| self.index.clone());
-                VideoIndex::kinetics_csv(&self.index, &train, &prefix, self.class_folders)?
-            }
-            IndexFormat::Ucf101 => {
-                VideoIndex::ucf101(&need(&self.class_ind, "--class-ind")?, &self.index, &prefix)?
-            }
-            IndexFormat::Hmdb51 => {
-                let which = match self.which.as_str() {
-                    "train" => Split::Train,
-                    "test" => Split::Test,
-                    other => bail!("--which must be train or test, not `{other}`"),
-                };
-                VideoIndex::hmdb51(&self.index, self.split, which, &prefix)?
-            }
-            IndexFormat::Ssv2 => {
-                VideoIndex::ssv2(&self.index, &need(&self.labels, "--labels")?, &prefix)?
-            }
-        };
-        if idx.is_empty() {
-            bail!("{} lists no videos", self.index.display());
+    pub fn spec(&self) -> DatasetSpec {
+        DatasetSpec {
+            index: self.index.clone(),
+            format: self.format,
+            prefix: self.prefix.clone(),
+            train_csv: self.train_csv.clone(),
+            class_folders: self.class_folders,
+            class_ind: self.class_ind.clone(),
+            split: self.split,
+            which: self.which.clone(),
+            labels: self.labels.clone(),
         }
-        Ok(idx)
     }
+
+    pub fn load(&self) -> Result<VideoIndex> {
+        Ok(self.spec().load()?)
+    }
+}
+
+fn parse_format(s: &str) -> std::result::Result<IndexFormat, String> {
+    serde::Deserialize::deserialize(
+        serde::de::value::StrDeserializer::<serde::de::value::Error>::new(s),
+    )
+    .map_err(|_| {
+        format!(
+            "unknown format `{s}`: auto, list, frames, folder, kinetics, ucf101, hmdb51 or ssv2"
+        )
+    })
 }

@@ -31,6 +31,10 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// The demo: synthetic videos, ρBYOL pre-training, linear probe and kNN versus random init.
+    Demo(demo::DemoArgs),
+    /// Generate a labelled synthetic video dataset (frame folders and lists).
+    Synth(synth::SynthArgs),
     /// Pooled features (and logits) of clips in a .npy file.
     Embed(embed::EmbedArgs),
     /// Convert weights between namings (pytorchvideo, pyslowfast, torchvision, rho).
@@ -43,6 +47,9 @@ enum Command {
     Models,
     /// Self-supervised pre-training from a recipe (configs/).
     Pretrain(pretrain::PretrainArgs),
+    /// Downstream evaluation: linear probe, kNN, fine-tuning (configs/linear_*, finetune_*).
+    #[command(subcommand)]
+    Eval(eval::EvalCommand),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -70,6 +77,7 @@ fn run() -> Result<()> {
     let cli = Cli::parse();
     match &cli.command {
         Command::MakeClip(a) => return make_clip::run(a),
+        Command::Synth(a) => return synth::run(a),
         Command::Data(DataCommand::Check(a)) => return data_check::run(a),
         Command::Data(DataCommand::Bench(a)) => return data_bench::run(a),
         _ => {}
@@ -83,6 +91,10 @@ fn run() -> Result<()> {
         Command::Models => models::run::<B>(dev),
         Command::Bench(c) => bench::run::<B>(c, &name, dev),
         Command::Pretrain(a) => pretrain::run::<B>(a, &name, dev),
-        Command::MakeClip(_) | Command::Data(_) => unreachable!("handled above"),
+        Command::Eval(c) => eval::run::<B>(c, &name, dev),
+        Command::Demo(a) => demo::run::<B>(a, &name, dev),
+        Command::MakeClip(_) | Command::Synth(_) | Command::Data(_) => {
+            unreachable!("handled above")
+        }
     })
 }

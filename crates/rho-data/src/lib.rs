@@ -14,9 +14,12 @@ pub mod index;
 pub mod loader;
 pub mod rng;
 pub mod sampler;
+pub mod synth;
 pub mod synthetic;
 
 pub use error::DataError;
 pub use index::{Split, VideoEntry, VideoIndex, VideoSource};
-pub use loader::{Batch, LoaderConfig, LoaderPosition, ShortVideoPolicy, VideoLoader};
+pub use loader::{
+    Batch, InOrderIter, LoaderConfig, LoaderPosition, ShortVideoPolicy, VideoLoader, ViewMode,
+};
 pub use sampler::{ClipFrames, ClipPlan, ClipSamplerConfig, VideoTiming};

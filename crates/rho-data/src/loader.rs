@@ -45,6 +45,24 @@ pub struct LoaderConfig {
     /// Frame rate assumed for JPEG frame folders.
     #[serde(default = "default_folder_fps")]
     pub frame_folder_fps: f64,
+    /// What each sample yields: ρ augmented clips (pre-training), one augmented clip (supervised
+    /// training), or the fixed test views.
+    #[serde(default)]
+    pub views: ViewMode,
+}
+
+/// The views of one sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ViewMode {
+    /// ρ clips at random times (two crops of one clip when ρ = 1), each augmented.
+    #[default]
+    Rho,
+    /// One clip at a random time, augmented (linear probing and fine-tuning).
+    Single,
+    /// `clips` clips spread uniformly over the video × `crops` spatial crops of the frames
+    /// resized to the crop size on their short side; no randomness (spec §5.1).
+    Test { clips: usize, crops: usize },
 }
 
 fn default_folder_fps() -> f64 {
@@ -64,10 +82,31 @@ pub enum ShortVideoPolicy {
 impl LoaderConfig {
     /// Views per video handed to a method.
     pub fn views(&self) -> usize {
-        if self.sampler.rho == 1 {
-            2
-        } else {
-            self.sampler.rho
+        match self.views {
+            ViewMode::Rho if self.sampler.rho == 1 => 2,
+            ViewMode::Rho => self.sampler.rho,
+            ViewMode::Single => 1,
+            ViewMode::Test { clips, crops } => clips * crops,
+        }
+    }
+
+    /// The clips to decode for `sample` in `epoch`.
+    fn plan(
+        &self,
+        timing: VideoTiming,
+        epoch: u64,
+        sample: usize,
+    ) -> Result<crate::sampler::ClipPlan, DataError> {
+        match self.views {
+            ViewMode::Rho => self.sampler.plan(timing, self.seed, epoch, sample as u64),
+            ViewMode::Single => ClipSamplerConfig {
+                rho: 1,
+                ..self.sampler.clone()
+            }
+            .plan(timing, self.seed, epoch, sample as u64),
+            ViewMode::Test { clips, .. } => {
+                Ok(crate::eval_views::eval_plan(&self.sampler, timing, clips))
+            }
         }
     }
 }
@@ -122,6 +161,23 @@ impl VideoLoader {
                 index.len(),
                 cfg.batch_size
             )));
+        }
+        Ok(Self {
+            index: Arc::new(index),
+            cfg,
+            position: LoaderPosition::default(),
+            bad: Arc::new(BadVideos::default()),
+        })
+    }
+
+    /// A loader for [`in_order`](Self::in_order) passes: any number of videos (even fewer than
+    /// one batch) is fine.
+    pub fn for_evaluation(index: VideoIndex, cfg: LoaderConfig) -> Result<Self, DataError> {
+        cfg.sampler.validate()?;
+        if cfg.batch_size == 0 || cfg.workers == 0 || index.is_empty() {
+            return Err(DataError::Config(
+                "batch_size, workers and the number of videos must be at least 1".into(),
+            ));
         }
         Ok(Self {
             index: Arc::new(index),
@@ -194,6 +250,125 @@ impl VideoLoader {
             next_job: 0,
             batches_left: total,
         }
+    }
+}
+
+impl VideoLoader {
+    /// Every video once, in index order, in batches (the last one may be smaller), for
+    /// evaluation: no shuffling, no dropped videos and no substitutes; a video that cannot be
+    /// decoded is an error naming it (a test set must not silently change).
+    pub fn in_order(&self) -> InOrderIter {
+        let n = self.index.len();
+        let b = self.cfg.batch_size;
+        let ahead = self.cfg.prefetch.max(1) * b;
+        let (tx, rx) = sync_channel::<(usize, Result<Sample, DataError>)>(ahead);
+        let next = Arc::new(AtomicUsize::new(0));
+        let window = Arc::new((Mutex::new(ahead), Condvar::new()));
+        for _ in 0..self.cfg.workers {
+            let (tx, next, window) = (tx.clone(), next.clone(), window.clone());
+            let (index, cfg) = (self.index.clone(), self.cfg.clone());
+            let bad = Arc::new(BadVideos::default());
+            std::thread::spawn(move || loop {
+                let j = next.fetch_add(1, Ordering::SeqCst);
+                if j >= n {
+                    return;
+                }
+                {
+                    let (lock, cv) = &*window;
+                    let mut limit = lock.lock().unwrap_or_else(|e| e.into_inner());
+                    while j >= *limit {
+                        limit = cv.wait(limit).unwrap_or_else(|e| e.into_inner());
+                    }
+                }
+                let r = load_sample(&index, &cfg, &bad, 0, j);
+                if tx.send((j, r)).is_err() {
+                    return;
+                }
+            });
+        }
+        InOrderIter {
+            cfg: self.cfg.clone(),
+            len: n,
+            rx,
+            window,
+            pending: BTreeMap::new(),
+            next: 0,
+        }
+    }
+}
+
+/// Batches of [`VideoLoader::in_order`].
+pub struct InOrderIter {
+    cfg: LoaderConfig,
+    len: usize,
+    rx: Receiver<(usize, Result<Sample, DataError>)>,
+    window: Arc<(Mutex<usize>, Condvar)>,
+    pending: BTreeMap<usize, Result<Sample, DataError>>,
+    next: usize,
+}
+
+impl Iterator for InOrderIter {
+    type Item = Result<Batch, DataError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next >= self.len {
+            return None;
+        }
+        let end = (self.next + self.cfg.batch_size).min(self.len);
+        let mut out = Batch {
+            clips: Vec::new(),
+            shape: [
+                end - self.next,
+                self.cfg.views(),
+                3,
+                self.cfg.sampler.frames,
+                self.cfg.augment.size,
+                self.cfg.augment.size,
+            ],
+            samples: Vec::new(),
+            labels: Vec::new(),
+            position: LoaderPosition::default(),
+        };
+        for j in self.next..end {
+            while !self.pending.contains_key(&j) {
+                match self.rx.recv() {
+                    Ok((k, s)) => {
+                        self.pending.insert(k, s);
+                    }
+                    Err(_) => {
+                        return Some(Err(DataError::Config(
+                            "the loader's workers stopped".into(),
+                        )))
+                    }
+                }
+            }
+            match self.pending.remove(&j) {
+                Some(Ok(s)) => {
+                    out.clips.extend_from_slice(&s.views);
+                    out.samples.push(s.index);
+                    out.labels.push(s.label);
+                }
+                Some(Err(e)) => {
+                    self.next = self.len;
+                    return Some(Err(e));
+                }
+                None => unreachable!("checked above"),
+            }
+        }
+        self.next = end;
+        let (lock, cv) = &*self.window;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) =
+            end + self.cfg.prefetch.max(1) * self.cfg.batch_size;
+        cv.notify_all();
+        Some(Ok(out))
+    }
+}
+
+impl Drop for InOrderIter {
+    fn drop(&mut self) {
+        let (lock, cv) = &*self.window;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = usize::MAX;
+        cv.notify_all();
     }
 }
 
@@ -365,6 +540,19 @@ fn load_sample(
         }
     }
     let mut views = Vec::new();
+    if let ViewMode::Test { crops, .. } = cfg.views {
+        let a = &cfg.augment;
+        for pixels in &frames {
+            for b in crate::eval_views::spatial_crops(pixels.h, pixels.w, a.size, crops) {
+                views.extend(pixels.crop_resize_normalize(b, a.size, false, a.mean, a.std));
+            }
+        }
+        return Ok(Sample {
+            index: sample,
+            label: index.entries[sample].label,
+            views,
+        });
+    }
     for (v, clip) in plan_views.into_iter().enumerate() {
         let pixels: &ClipPixels = &frames[clip];
         let params = cfg.augment.sample(
@@ -412,14 +600,13 @@ fn decode_sample(
             ),
         });
     }
-    let plan = cfg.sampler.plan(
+    let plan = cfg.plan(
         VideoTiming {
             num_frames: probe.num_frames,
             fps: probe.fps,
         },
-        cfg.seed,
         epoch,
-        sample as u64,
+        sample,
     )?;
     let wanted: Vec<usize> = plan
         .clips
@@ -472,7 +659,7 @@ fn decode_frame_folder(
             reason: format!("{total_frames} frames, shorter than one clip"),
         });
     }
-    let plan = cfg.sampler.plan(timing, cfg.seed, epoch, sample as u64)?;
+    let plan = cfg.plan(timing, epoch, sample)?;
     let wanted: Vec<usize> = plan
         .clips
         .iter()
@@ -497,10 +684,11 @@ fn assemble(
     let clips = (0..plan.clips.len())
         .map(|c| ClipPixels::from_u8(t, h, w, &rgb[c * t * fb..(c + 1) * t * fb]))
         .collect();
-    let views = if cfg.sampler.rho == 1 {
-        vec![0, 0]
-    } else {
-        plan.output_order.clone()
+    let views = match cfg.views {
+        ViewMode::Rho if cfg.sampler.rho == 1 => vec![0, 0],
+        ViewMode::Rho => plan.output_order.clone(),
+        ViewMode::Single => vec![0],
+        ViewMode::Test { .. } => (0..plan.clips.len()).collect(),
     };
     (clips, views, false)
 }

@@ -55,6 +55,7 @@ fn cfg(workers: usize, rho: usize) -> LoaderConfig {
         max_substitutions: 5,
         short_videos: ShortVideoPolicy::Pad,
         frame_folder_fps: 30.0,
+        views: Default::default(),
     }
 }
 
@@ -188,4 +189,47 @@ fn frame_folders_load_like_videos() {
     let b = l.epoch().next().unwrap().unwrap();
     assert_eq!(b.shape, [2, 2, 3, 4, 32, 32]);
     assert!(l.bad.seen.lock().unwrap().is_empty());
+}
+
+#[test]
+fn test_views_cover_every_video_in_order_and_are_fixed() {
+    let paths = &videos()[..5];
+    let mut c = cfg(2, 1);
+    c.views = rho_data::ViewMode::Test { clips: 3, crops: 2 };
+    c.short_side = 32;
+    let loader = VideoLoader::new(index(paths), c.clone()).unwrap();
+    let batches: Vec<_> = loader.in_order().map(|b| b.unwrap()).collect();
+    // 5 videos in batches of 2: the last batch is partial, nothing is dropped or shuffled.
+    assert_eq!(
+        batches
+            .iter()
+            .map(|b| b.samples.clone())
+            .collect::<Vec<_>>(),
+        [vec![0, 1], vec![2, 3], vec![4]]
+    );
+    assert_eq!(batches[0].shape, [2, 6, 3, 4, 32, 32]);
+    assert_eq!(batches[2].clips.len(), 6 * 3 * 4 * 32 * 32);
+    assert_eq!(batches[1].labels, [Some(2), Some(0)]);
+    // No randomness: another seed and worker count give the same pixels.
+    c.seed = 1234;
+    c.workers = 1;
+    let again: Vec<_> = VideoLoader::new(index(paths), c)
+        .unwrap()
+        .in_order()
+        .map(|b| b.unwrap().clips)
+        .collect();
+    assert_eq!(again[0], batches[0].clips);
+    // The two crops of a clip differ (left and right of a landscape frame).
+    let view = 3 * 4 * 32 * 32;
+    assert_ne!(batches[0].clips[..view], batches[0].clips[view..2 * view]);
+}
+
+#[test]
+fn single_view_mode_yields_one_augmented_clip() {
+    let mut c = cfg(2, 4);
+    c.views = rho_data::ViewMode::Single;
+    let mut loader = VideoLoader::new(index(&videos()), c).unwrap();
+    let b = loader.epoch().next().unwrap().unwrap();
+    assert_eq!(b.shape, [2, 1, 3, 4, 32, 32]);
+    assert_eq!(b.clips.len(), 2 * 3 * 4 * 32 * 32);
 }

@@ -241,6 +241,55 @@ impl ResNet3dConfig {
     }
 }
 
+impl ResNet3dConfig {
+    /// Output elements of every conv+BN unit for one clip of `frames` × `size`², the quantity
+    /// that training memory grows with (autodiff keeps a few tensors of each unit's size).
+    pub fn activation_elements(&self, frames: usize, size: usize) -> usize {
+        let down = |x: usize, s: usize| x.div_ceil(s.max(1));
+        let (mut t, mut h) = (
+            down(frames, self.stem.stride[0]),
+            down(size, self.stem.stride[1]),
+        );
+        let factorised = |c: usize| {
+            if self.factor == ConvFactor::TwoPlusOne {
+                2 * c
+            } else {
+                c
+            }
+        };
+        let mut total = factorised(self.stem.width) * t * h * h;
+        if self.stem.max_pool {
+            h = down(h, 2);
+            total += self.stem.width * t * h * h;
+        }
+        let mut cin = self.stem.width;
+        for st in &self.stages {
+            for d in 0..st.depth {
+                let (ts, ss) = if d == 0 {
+                    (st.temporal_stride, st.spatial_stride)
+                } else {
+                    (1, 1)
+                };
+                let (t_out, h_out) = (down(t, ts), down(h, ss));
+                let per = t_out * h_out * h_out;
+                total += match self.block {
+                    // a (inner, at the input's spatial size), b (inner), c (out).
+                    BlockKind::Bottleneck => {
+                        st.inner * t * h * h + factorised(st.inner) * per + st.out * per
+                    }
+                    BlockKind::Basic => factorised(st.inner) * per + factorised(st.out) * per,
+                };
+                if d == 0 && (cin != st.out || ts > 1 || ss > 1) {
+                    total += st.out * per; // projection shortcut
+                }
+                total += st.out * per; // residual sum
+                (t, h, cin) = (t_out, h_out, st.out);
+            }
+        }
+        total
+    }
+}
+
 /// torchvision's R(2+1)D mid-channel rule: keep the parameter count of the full k_t×k×k conv.
 pub(crate) fn two_plus_one_mid(cin: usize, cout: usize, kt: usize, k: usize) -> usize {
     (cin * cout * kt * k * k) / (cin * k * k + kt * cout)

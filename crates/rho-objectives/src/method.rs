@@ -112,7 +112,7 @@ impl MethodConfig {
     }
 
     /// The online network for this method around `backbone`.
-    pub fn build_network<B: AutodiffBackend>(
+    pub fn build_network<B: burn::tensor::backend::Backend>(
         &self,
         backbone: ResNet3d<B>,
         device: &B::Device,

@@ -26,6 +26,9 @@ pub struct CheckpointMeta {
     pub position: rho_data::LoaderPosition,
     pub queue: Option<rho_objectives::KeyQueueState>,
     pub recipe_name: String,
+    /// The resolved recipe (TOML), so the networks can be rebuilt from the file alone.
+    #[serde(default)]
+    pub recipe: String,
     /// FNV-1a checksums of the four blobs.
     pub checksums: [u64; 4],
 }

@@ -4,7 +4,6 @@
 //! (networks, optimiser state, queue, loader position, step), so a resumed run continues exactly.
 //! Gradient accumulation trains the same global batch on a small machine; BatchNorm then sees
 //! micro-batch statistics, so it is not the same run as the large batch (as in any framework).
-//! Not yet here (issue 5): plots and an out-of-memory estimate.
 
 use burn::tensor::{backend::AutodiffBackend, Tensor, TensorData};
 use rho_data::augment::AugmentConfig;
@@ -40,6 +39,8 @@ pub struct RunOptions {
     pub keep: usize,
     /// Continue from this checkpoint.
     pub resume: Option<std::path::PathBuf>,
+    /// Refuse to start when the memory estimate exceeds this many bytes (see [`crate::memory`]).
+    pub memory_limit: Option<f64>,
 }
 
 /// What one step reports.
@@ -60,23 +61,9 @@ pub struct StepLog {
     pub metrics: std::collections::BTreeMap<&'static str, f64>,
 }
 
-/// The recipe's dataset index (`data.format`: auto, list, frames or folder).
+/// The recipe's dataset index.
 pub fn load_index(recipe: &Recipe) -> Result<VideoIndex, TrainError> {
-    let d = &recipe.data;
-    let prefix = d.prefix.clone().unwrap_or_default();
-    let idx = match d.format.as_str() {
-        "folder" => VideoIndex::folder_tree(&d.index)?,
-        "frames" => VideoIndex::frame_folders(&d.index, &prefix)?,
-        "list" => VideoIndex::pyslowfast_csv(&d.index, &prefix)?,
-        "auto" if d.index.is_dir() => VideoIndex::folder_tree(&d.index)?,
-        "auto" => VideoIndex::pyslowfast_csv(&d.index, &prefix)?,
-        other => {
-            return Err(TrainError::Stopped(format!(
-                "data.format `{other}` is not supported by pretraining yet (use list, frames, folder or auto)"
-            )))
-        }
-    };
-    Ok(idx)
+    Ok(recipe.dataset().load()?)
 }
 
 /// The loader settings of a recipe.
@@ -102,6 +89,7 @@ pub fn loader_config(recipe: &Recipe) -> LoaderConfig {
         max_substitutions: 10,
         short_videos: ShortVideoPolicy::Pad,
         frame_folder_fps: 30.0,
+        views: Default::default(),
     }
 }
 
@@ -133,13 +121,44 @@ pub fn pretrain_with<B: AutodiffBackend>(
     recipe: &Recipe,
     device: &B::Device,
     opts: RunOptions,
+    on_step: impl FnMut(&StepLog),
+) -> Result<SslNetwork<B>, TrainError> {
+    pretrain_monitored(recipe, device, opts, on_step, |_, _| Ok(()))
+}
+
+/// [`pretrain_with`] that also calls `on_epoch(epochs_done, &online)` at the end of every epoch
+/// (e.g. a kNN monitor); an error from it stops the run.
+pub fn pretrain_monitored<B: AutodiffBackend>(
+    recipe: &Recipe,
+    device: &B::Device,
+    opts: RunOptions,
     mut on_step: impl FnMut(&StepLog),
+    mut on_epoch: impl FnMut(u64, &SslNetwork<B>) -> Result<(), TrainError>,
 ) -> Result<SslNetwork<B>, TrainError> {
     use burn::module::Module;
     use burn::record::Recorder;
     let max_steps = opts.max_steps;
     let index = load_index(recipe)?;
     preflight(recipe, &index)?;
+    if let Some(limit) = opts.memory_limit {
+        let est = crate::memory::estimate(recipe)?;
+        if est.total() > limit {
+            let a = recipe.optim.accumulation;
+            return Err(TrainError::Stopped(format!(
+                "a step of {} needs about {} ({} activations for {} videos × {} clips of {}×{}², {} parameters and optimiser state), more than the {} available; raise optim.accumulation (now {a}, e.g. --set optim.accumulation={}), or lower batch, data.crop or data.frames",
+                recipe.name,
+                crate::memory::gib(est.total()),
+                crate::memory::gib(est.activation_bytes),
+                recipe.batch / a,
+                recipe.data.rho.max(2),
+                recipe.data.frames,
+                recipe.data.crop,
+                crate::memory::gib(est.parameter_bytes),
+                crate::memory::gib(limit),
+                (a * 2..=recipe.batch).find(|k| recipe.batch % k == 0 && recipe.batch / k >= 2).unwrap_or(recipe.batch / 2)
+            )));
+        }
+    }
     B::seed(device, recipe.seed);
     let mut loader = VideoLoader::new(index, loader_config(recipe))?;
     let iters = loader.batches_per_epoch();
@@ -196,9 +215,13 @@ pub fn pretrain_with<B: AutodiffBackend>(
     while step < total {
         let epoch0 = loader.position().epoch;
         let mut batches = loader.epoch();
+        let epoch_done;
         loop {
             let waited = std::time::Instant::now();
-            let Some(batch) = batches.next() else { break };
+            let Some(batch) = batches.next() else {
+                epoch_done = true;
+                break;
+            };
             let batch = batch?;
             let data_wait_s = waited.elapsed().as_secs_f64();
             let [b, v, c, t, h, w] = batch.shape;
@@ -285,8 +308,13 @@ pub fn pretrain_with<B: AutodiffBackend>(
                 save_checkpoint(recipe, &net, &method, &opt, step, position, opts.keep)?;
             }
             if step >= total {
+                epoch_done = batch.position.cursor + 1 >= iters;
                 break;
             }
+        }
+        drop(batches);
+        if epoch_done {
+            on_epoch(epoch0 + 1, &net)?;
         }
     }
     Ok(net)
@@ -325,6 +353,7 @@ fn save_checkpoint<B: AutodiffBackend>(
         position,
         queue: method.queue_state(),
         recipe_name: recipe.name.clone(),
+        recipe: toml::to_string(recipe).unwrap_or_default(),
         checksums: [0; 4],
     };
     let mut ck = Checkpoint {

@@ -1,15 +1,18 @@
-//! rho-train: pre-training recipes, schedules, optimisers and the pre-training loop; checkpoints,
-//! resume and evaluation arrive with their issues.
+//! rho-train: pre-training recipes, schedules, optimisers, the pre-training loop with
+//! checkpoints and resume, and downstream evaluation.
 
 pub mod checkpoint;
+pub mod dataset;
 pub mod engine;
+pub mod eval;
+pub mod memory;
 pub mod optim;
 pub mod plot;
 pub mod recipe;
 pub mod schedule;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
-pub use engine::{pretrain, pretrain_with, RunOptions, StepLog, TrainError};
+pub use engine::{pretrain, pretrain_monitored, pretrain_with, RunOptions, StepLog, TrainError};
 pub use optim::{GroupedOptimizer, SgdRule};
 pub use recipe::{Recipe, RecipeError};
 pub use schedule::{scale_lr, CosineSchedule};

@@ -25,23 +25,49 @@ const RIGHT: usize = 20;
 const TOP: usize = 40;
 const BOTTOM: usize = 40;
 
-struct Canvas {
-    px: Vec<u8>,
+/// An RGB pixel buffer with lines, rectangles and 8×8 text.
+pub(crate) struct Canvas {
+    pub w: usize,
+    pub h: usize,
+    pub px: Vec<u8>,
 }
 
 impl Canvas {
-    fn new() -> Self {
+    pub fn new(w: usize, h: usize) -> Self {
         Self {
-            px: vec![255; W * H * 3],
+            w,
+            h,
+            px: vec![255; w * h * 3],
         }
     }
-    fn set(&mut self, x: i64, y: i64, c: [u8; 3]) {
-        if x >= 0 && y >= 0 && (x as usize) < W && (y as usize) < H {
-            let i = (y as usize * W + x as usize) * 3;
+    pub fn set(&mut self, x: i64, y: i64, c: [u8; 3]) {
+        if x >= 0 && y >= 0 && (x as usize) < self.w && (y as usize) < self.h {
+            let i = (y as usize * self.w + x as usize) * 3;
             self.px[i..i + 3].copy_from_slice(&c);
         }
     }
-    fn line(&mut self, (x0, y0): (i64, i64), (x1, y1): (i64, i64), c: [u8; 3]) {
+    pub fn rect(&mut self, x: i64, y: i64, w: i64, h: i64, c: [u8; 3]) {
+        for yy in y..y + h {
+            for xx in x..x + w {
+                self.set(xx, yy, c);
+            }
+        }
+    }
+    /// Writes a PNG (atomically).
+    pub fn save_png(&self, path: &Path) -> std::io::Result<()> {
+        let mut bytes = Vec::new();
+        {
+            let mut enc = png::Encoder::new(&mut bytes, self.w as u32, self.h as u32);
+            enc.set_color(png::ColorType::Rgb);
+            enc.set_depth(png::BitDepth::Eight);
+            let mut writer = enc.write_header().map_err(std::io::Error::other)?;
+            writer
+                .write_image_data(&self.px)
+                .map_err(std::io::Error::other)?;
+        }
+        rho_model::weights::write_atomically(path, &bytes)
+    }
+    pub fn line(&mut self, (x0, y0): (i64, i64), (x1, y1): (i64, i64), c: [u8; 3]) {
         let (dx, dy) = ((x1 - x0).abs(), -(y1 - y0).abs());
         let (sx, sy) = (if x0 < x1 { 1 } else { -1 }, if y0 < y1 { 1 } else { -1 });
         let (mut x, mut y, mut err) = (x0, y0, dx + dy);
@@ -61,7 +87,7 @@ impl Canvas {
             }
         }
     }
-    fn text(&mut self, x: i64, y: i64, s: &str, c: [u8; 3]) {
+    pub fn text(&mut self, x: i64, y: i64, s: &str, c: [u8; 3]) {
         for (k, ch) in s.chars().enumerate() {
             if let Some(glyph) = font8x8::BASIC_FONTS.get(ch) {
                 for (row, bits) in glyph.iter().enumerate() {
@@ -90,7 +116,7 @@ fn label(v: f64) -> String {
 impl LinePlot {
     /// Renders to RGB pixels (W × H).
     pub fn render(&self) -> (usize, usize, Vec<u8>) {
-        let mut cv = Canvas::new();
+        let mut cv = Canvas::new(W, H);
         let pts = self
             .series
             .iter()
@@ -172,17 +198,66 @@ impl LinePlot {
     /// Writes a PNG (atomically).
     pub fn save_png(&self, path: &Path) -> std::io::Result<()> {
         let (w, h, px) = self.render();
-        let mut bytes = Vec::new();
-        {
-            let mut enc = png::Encoder::new(&mut bytes, w as u32, h as u32);
-            enc.set_color(png::ColorType::Rgb);
-            enc.set_depth(png::BitDepth::Eight);
-            let mut writer = enc.write_header().map_err(std::io::Error::other)?;
-            writer
-                .write_image_data(&px)
-                .map_err(std::io::Error::other)?;
+        Canvas { w, h, px }.save_png(path)
+    }
+}
+
+/// Grouped bars (e.g. learned versus random features, per protocol), values in [0, `max`].
+pub struct BarChart {
+    pub title: String,
+    /// (group name, one value per series).
+    pub groups: Vec<(String, Vec<f64>)>,
+    /// (series name, colour).
+    pub series: Vec<(String, [u8; 3])>,
+    pub max: f64,
+}
+
+impl BarChart {
+    pub fn render(&self) -> (usize, usize, Vec<u8>) {
+        let mut cv = Canvas::new(W, H);
+        cv.text(LEFT as i64, 14, &self.title, [0, 0, 0]);
+        let (x0, y0, x1, y1) = (
+            LEFT as i64,
+            TOP as i64,
+            (W - RIGHT) as i64,
+            (H - BOTTOM) as i64,
+        );
+        cv.line((x0, y1), (x1, y1), [0, 0, 0]);
+        cv.line((x0, y0), (x0, y1), [0, 0, 0]);
+        for k in 0..=4 {
+            let v = self.max * k as f64 / 4.0;
+            let y = y1 - ((y1 - y0) as f64 * k as f64 / 4.0) as i64;
+            cv.line((x0 - 4, y), (x0, y), [0, 0, 0]);
+            cv.text(8, y - 4, &label(v), [0, 0, 0]);
         }
-        rho_model::weights::write_atomically(path, &bytes)
+        let slot = (x1 - x0) / self.groups.len().max(1) as i64;
+        let bar = slot / (self.series.len() as i64 + 1);
+        for (g, (name, values)) in self.groups.iter().enumerate() {
+            let gx = x0 + g as i64 * slot + bar / 2;
+            for (s, v) in values.iter().enumerate() {
+                let hgt = ((v / self.max).clamp(0.0, 1.0) * (y1 - y0) as f64) as i64;
+                let color = self.series.get(s).map(|s| s.1).unwrap_or([0, 0, 0]);
+                cv.rect(gx + s as i64 * bar, y1 - hgt, bar - 4, hgt, color);
+                cv.text(
+                    gx + s as i64 * bar,
+                    y1 - hgt - 12,
+                    &format!("{v:.1}"),
+                    [0, 0, 0],
+                );
+            }
+            cv.text(gx, y1 + 10, name, [0, 0, 0]);
+        }
+        for (k, (name, color)) in self.series.iter().enumerate() {
+            let y = (TOP + 4 + 12 * k) as i64;
+            cv.rect(x1 - 160, y, 8, 8, *color);
+            cv.text(x1 - 148, y, name, [0, 0, 0]);
+        }
+        (W, H, cv.px)
+    }
+
+    pub fn save_png(&self, path: &Path) -> std::io::Result<()> {
+        let (w, h, px) = self.render();
+        Canvas { w, h, px }.save_png(path)
     }
 }
 

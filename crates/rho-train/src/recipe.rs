@@ -52,14 +52,20 @@ pub struct MethodSection {
     pub all_pairs: Option<bool>,
     pub proj_bn: Option<bool>,
     pub prototypes: Option<usize>,
+    /// MLP sizes (spec §1.2: projection 2048→4096→256 or →128, predictor 256→4096→256); small
+    /// backbones train better with narrower heads.
+    pub proj_layers: Option<usize>,
+    pub proj_hidden: Option<usize>,
+    pub proj_dim: Option<usize>,
+    pub predictor_hidden: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataSection {
     pub index: PathBuf,
-    #[serde(default = "default_format")]
-    pub format: String,
+    #[serde(default)]
+    pub format: crate::dataset::IndexFormat,
     pub prefix: Option<PathBuf>,
     /// Clips per video (ρ); 1 means two crops of one clip.
     pub rho: usize,
@@ -75,9 +81,6 @@ pub struct DataSection {
     pub workers: usize,
 }
 
-fn default_format() -> String {
-    "auto".into()
-}
 fn default_crop() -> usize {
     224
 }
@@ -148,20 +151,7 @@ impl Recipe {
             source_name: source_name.to_string(),
             reason,
         };
-        let mut table: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| bad(e.to_string()))?;
-        for o in overrides {
-            let (key, value) = o
-                .split_once('=')
-                .ok_or_else(|| bad(format!("--set `{o}` is not key=value")))?;
-            let value: toml::Value = format!("v = {value}")
-                .parse::<toml::Table>()
-                .ok()
-                .and_then(|mut t| t.remove("v"))
-                .unwrap_or_else(|| toml::Value::String(value.to_string()));
-            set_path(&mut table, key.trim(), value).map_err(bad)?;
-        }
+        let table = apply_overrides(text, overrides).map_err(bad)?;
         let recipe: Recipe = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| bad(e.to_string()))?;
@@ -218,6 +208,13 @@ impl Recipe {
         }
     }
 
+    /// The pre-training data as a [`DatasetSpec`](crate::dataset::DatasetSpec).
+    pub fn dataset(&self) -> crate::dataset::DatasetSpec {
+        let mut spec = crate::dataset::DatasetSpec::new(&self.data.index, self.data.format);
+        spec.prefix = self.data.prefix.clone();
+        spec
+    }
+
     /// The objective's configuration with this recipe's overrides.
     pub fn method_config(&self) -> rho_objectives::MethodConfig {
         let m = &self.method;
@@ -243,8 +240,38 @@ impl Recipe {
         if let Some(v) = m.prototypes {
             c.prototypes = v;
         }
+        if let Some(v) = m.proj_layers {
+            c.proj_layers = v;
+        }
+        if let Some(v) = m.proj_hidden {
+            c.proj_hidden = v;
+        }
+        if let Some(v) = m.proj_dim {
+            c.proj_dim = v;
+        }
+        if let Some(v) = m.predictor_hidden {
+            c.predictor_hidden = v;
+        }
         c
     }
+}
+
+/// Parses TOML `text` and applies `key.path=value` overrides (TOML values; bare words are
+/// strings).
+pub(crate) fn apply_overrides(text: &str, overrides: &[String]) -> Result<toml::Table, String> {
+    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+    for o in overrides {
+        let (key, value) = o
+            .split_once('=')
+            .ok_or_else(|| format!("--set `{o}` is not key=value"))?;
+        let value: toml::Value = format!("v = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(value.to_string()));
+        set_path(&mut table, key.trim(), value)?;
+    }
+    Ok(table)
 }
 
 fn set_path(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<(), String> {

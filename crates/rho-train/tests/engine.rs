@@ -174,6 +174,7 @@ fn corrupt_or_truncated_checkpoints_are_refused_with_their_path() {
         position: Default::default(),
         queue: None,
         recipe_name: "t".into(),
+        recipe: String::new(),
         checksums: [0; 4],
     };
     let mut ck = Checkpoint {
@@ -229,7 +230,7 @@ fn runs_that_cannot_work_are_refused_before_training() {
     .unwrap();
     let mut r = recipe("byol", "lars", "", &index);
     r.data.index = list;
-    r.data.format = "list".into();
+    r.data.format = rho_train::dataset::IndexFormat::List;
     let e = pretrain::<AB>(&r, &dev, Some(1), |_| {})
         .err()
         .unwrap()

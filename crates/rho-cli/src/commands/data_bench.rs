@@ -193,6 +193,7 @@ fn run_loader(a: &DataBenchArgs, index: rho_data::VideoIndex) -> Result<()> {
         max_substitutions: 10,
         short_videos: ShortVideoPolicy::Pad,
         frame_folder_fps: 30.0,
+        views: Default::default(),
     };
     let views = cfg.views();
     let mut loader = VideoLoader::new(index, cfg)?;

@@ -12,7 +12,7 @@ use burn::tensor::backend::Backend;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use rho_model::weights::{save_safetensors, Naming};
-use rho_train::{pretrain_with, Recipe, RunOptions};
+use rho_train::{Recipe, RunOptions};
 
 #[derive(Args, Debug)]
 pub struct PretrainArgs {
@@ -37,10 +37,83 @@ pub struct PretrainArgs {
     /// Continue from a checkpoint; `--resume` alone (or `latest`) takes the newest in the output folder.
     #[arg(long, num_args = 0..=1, default_missing_value = "latest")]
     pub resume: Option<PathBuf>,
+    /// Refuse to start when the step's memory estimate exceeds this (default on CPU backends:
+    /// the memory the OS has available; GPUs: no check unless given).
+    #[arg(long)]
+    pub memory_limit_gib: Option<f64>,
+    /// kNN monitor: every N epochs, kNN top-1 of the online backbone on the train/test lists of
+    /// `--knn-config` (an evaluation recipe), logged to metrics.jsonl and knn.png.
+    #[arg(long, requires = "knn_config")]
+    pub knn_every: Option<u64>,
+    #[arg(long)]
+    pub knn_config: Option<PathBuf>,
+}
+
+/// The kNN monitor of a run: every `every` epochs on `recipe`'s lists.
+pub struct KnnMonitor {
+    pub every: u64,
+    pub recipe: rho_train::eval::EvalRecipe,
 }
 
 pub fn run<B: Backend>(a: &PretrainArgs, backend: &str, device: B::Device) -> Result<()> {
     let recipe = Recipe::load(&a.config, &a.overrides)?;
+    let resume = match &a.resume {
+        None => None,
+        Some(p) if p.as_os_str() != "latest" => Some(p.clone()),
+        Some(_) => Some(
+            rho_train::checkpoint::list_checkpoints(&recipe.output)
+                .pop()
+                .with_context(|| {
+                    format!("--resume: no checkpoint in {}", recipe.output.display())
+                })?,
+        ),
+    };
+    let opts = RunOptions {
+        max_steps: a.max_steps,
+        checkpoint_every: Some(a.checkpoint_every),
+        keep: a.keep,
+        resume,
+        memory_limit: a
+            .memory_limit_gib
+            .map(|g| g * (1u64 << 30) as f64)
+            .or_else(|| {
+                matches!(backend, "flex" | "ndarray")
+                    .then(rho_train::memory::available_host_memory)
+                    .flatten()
+            }),
+    };
+    let monitor = match (a.knn_every, &a.knn_config) {
+        (Some(every), Some(p)) => Some(KnnMonitor {
+            every: every.max(1),
+            recipe: rho_train::eval::EvalRecipe::load(p, &[])?,
+        }),
+        _ => None,
+    };
+    execute::<B>(
+        &recipe,
+        &a.config.display().to_string(),
+        &a.overrides,
+        opts,
+        a.plot_every,
+        monitor,
+        backend,
+        device,
+    )
+}
+
+/// Runs `recipe` with the run card, metrics, plots and progress bar, and writes the online
+/// backbone to `OUTPUT/backbone.safetensors`.
+pub fn execute<B: Backend>(
+    recipe: &Recipe,
+    source: &str,
+    overrides: &[String],
+    opts: RunOptions,
+    plot_every: usize,
+    monitor: Option<KnnMonitor>,
+    backend: &str,
+    device: B::Device,
+) -> Result<()> {
+    let recipe = recipe.clone();
     std::fs::create_dir_all(&recipe.output)
         .with_context(|| format!("cannot create {}", recipe.output.display()))?;
     let s = recipe.schedule();
@@ -60,14 +133,14 @@ pub fn run<B: Backend>(a: &PretrainArgs, backend: &str, device: B::Device) -> Re
         "  learning rate: {} at batch {} scaled linearly to {:.4} at batch {}; warm-up {} epochs from {:.5}",
         recipe.optim.base_lr, recipe.optim.reference_batch, s.base_lr, recipe.batch, s.warmup_epochs, s.warmup_start
     );
-    for o in &a.overrides {
+    for o in overrides {
         eprintln!("  override: {o}");
     }
     // The run card: the resolved recipe, next to the metrics.
     let card = format!(
         "# rho {} ({backend}), run card of {}\n# effective global batch {} videos × {} views; LR {} × {}/{} = {:.5}\n{}",
         env!("CARGO_PKG_VERSION"),
-        a.config.display(),
+        source,
         recipe.batch,
         recipe.data.rho.max(2),
         recipe.optim.base_lr,
@@ -78,17 +151,7 @@ pub fn run<B: Backend>(a: &PretrainArgs, backend: &str, device: B::Device) -> Re
     );
     rho_model::weights::write_atomically(&recipe.output.join("run_card.toml"), card.as_bytes())
         .with_context(|| format!("cannot write the run card in {}", recipe.output.display()))?;
-    let resume = match &a.resume {
-        None => None,
-        Some(p) if p.as_os_str() != "latest" => Some(p.clone()),
-        Some(_) => Some(
-            rho_train::checkpoint::list_checkpoints(&recipe.output)
-                .pop()
-                .with_context(|| {
-                    format!("--resume: no checkpoint in {}", recipe.output.display())
-                })?,
-        ),
-    };
+    let resume = opts.resume.clone();
     if let Some(p) = &resume {
         eprintln!("  resuming from {}", p.display());
     }
@@ -109,50 +172,89 @@ pub fn run<B: Backend>(a: &PretrainArgs, backend: &str, device: B::Device) -> Re
     let mut write_err = None;
     let (mut wait_total, mut step_total, mut clips_total) = (0.0f64, 0.0f64, 0usize);
     let mut history: Vec<(f64, f64, f64, f64, f64)> = Vec::new(); // step, loss, lr, emb_std, pos_sim
-    let opts = RunOptions {
-        max_steps: a.max_steps,
-        checkpoint_every: Some(a.checkpoint_every),
-        keep: a.keep,
-        resume,
+
+    if let Ok(est) = rho_train::memory::estimate(&recipe) {
+        eprintln!(
+            "  memory estimate per step: {} ({} activations)",
+            rho_train::memory::gib(est.total()),
+            rho_train::memory::gib(est.activation_bytes)
+        );
+    }
+    let knn_log = std::cell::RefCell::new(Vec::<(f64, f64)>::new());
+    let on_epoch = |epoch: u64, net: &rho_objectives::SslNetwork<Autodiff<B>>| {
+        let Some(m) = &monitor else { return Ok(()) };
+        if epoch % m.every != 0 {
+            return Ok(());
+        }
+        use burn::module::AutodiffModule;
+        let acc = rho_train::eval::EvalJob::knn_of(&m.recipe, &net.backbone.valid(), &device)
+            .map_err(|e| rho_train::TrainError::Stopped(format!("kNN monitor: {e}")))?;
+        eprintln!(
+            "  epoch {epoch}: kNN top-1 {:.1}% (k = {})",
+            acc.top1, m.recipe.knn.k
+        );
+        knn_log.borrow_mut().push((epoch as f64, acc.top1));
+        let line = serde_json::json!({"epoch": epoch, "knn_top1": acc.top1, "knn_top5": acc.top5});
+        let _ = std::fs::OpenOptions::new()
+            .append(true)
+            .open(recipe.output.join("metrics.jsonl"))
+            .and_then(|mut f| writeln!(f, "{line}"));
+        let _ = rho_train::plot::LinePlot {
+            title: "kNN top-1 (%)".into(),
+            x_label: "epoch".into(),
+            series: vec![rho_train::plot::Series {
+                name: "kNN top-1".into(),
+                color: [30, 120, 30],
+                points: knn_log.borrow().clone(),
+            }],
+        }
+        .save_png(&recipe.output.join("knn.png"));
+        Ok(())
     };
-    let net = pretrain_with::<Autodiff<B>>(&recipe, &device, opts, |log| {
-        bar.set_length(log.total_steps as u64);
-        bar.set_position(log.step as u64 + 1);
-        wait_total += log.data_wait_s;
-        step_total += log.step_s;
-        clips_total += log.clips;
-        let left = log.total_steps.saturating_sub(log.step + 1) as f64 * step_total
-            / (log.step as f64 + 1.0).max(1.0);
-        let m = |k: &str| log.metrics.get(k).copied().unwrap_or(f64::NAN);
-        bar.set_message(format!(
-            "ep {:.2} loss {:.4} lr {:.4} m {:.4} | {:.1} clips/s, data wait {:.0}% | ETA {}",
-            log.epoch,
-            m("loss"),
-            log.lr,
-            m("momentum"),
-            clips_total as f64 / step_total.max(1e-9),
-            100.0 * wait_total / step_total.max(1e-9),
-            humantime(left)
-        ));
-        history.push((
-            log.step as f64,
-            m("loss"),
-            log.lr,
-            m("emb_std"),
-            m("pos_sim"),
-        ));
-        if a.plot_every > 0 && (log.step + 1) % a.plot_every == 0 {
-            if let Err(e) = write_plots(&recipe.output, &history) {
+    let net = rho_train::pretrain_monitored::<Autodiff<B>>(
+        &recipe,
+        &device,
+        opts,
+        |log| {
+            bar.set_length(log.total_steps as u64);
+            bar.set_position(log.step as u64 + 1);
+            wait_total += log.data_wait_s;
+            step_total += log.step_s;
+            clips_total += log.clips;
+            let left = log.total_steps.saturating_sub(log.step + 1) as f64 * step_total
+                / (log.step as f64 + 1.0).max(1.0);
+            let m = |k: &str| log.metrics.get(k).copied().unwrap_or(f64::NAN);
+            bar.set_message(format!(
+                "ep {:.2} loss {:.4} lr {:.4} m {:.4} | {:.1} clips/s, data wait {:.0}% | ETA {}",
+                log.epoch,
+                m("loss"),
+                log.lr,
+                m("momentum"),
+                clips_total as f64 / step_total.max(1e-9),
+                100.0 * wait_total / step_total.max(1e-9),
+                humantime(left)
+            ));
+            history.push((
+                log.step as f64,
+                m("loss"),
+                log.lr,
+                m("emb_std"),
+                m("pos_sim"),
+            ));
+            if plot_every > 0 && (log.step + 1) % plot_every == 0 {
+                if let Err(e) = write_plots(&recipe.output, &history) {
+                    write_err.get_or_insert(e);
+                }
+            }
+            if let Err(e) = serde_json::to_string(log)
+                .map_err(anyhow::Error::from)
+                .and_then(|l| writeln!(metrics, "{l}").map_err(Into::into))
+            {
                 write_err.get_or_insert(e);
             }
-        }
-        if let Err(e) = serde_json::to_string(log)
-            .map_err(anyhow::Error::from)
-            .and_then(|l| writeln!(metrics, "{l}").map_err(Into::into))
-        {
-            write_err.get_or_insert(e);
-        }
-    })?;
+        },
+        on_epoch,
+    )?;
     bar.finish_and_clear();
     if let Some(e) = write_err {
         return Err(e.context(format!("writing {}", metrics_path.display())));

@@ -1,0 +1,141 @@
+//! What an evaluation reports: a JSON record, a markdown table that states the protocol (views,
+//! crops, split, BN mode) with the paper's number beside ours when the recipe is the paper's,
+//! and a confusion-matrix PNG.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::metrics::Accuracy;
+use super::EvalError;
+use crate::plot::Canvas;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    /// linear, knn or finetune.
+    pub protocol: String,
+    pub recipe: String,
+    pub weights: String,
+    pub arch: String,
+    /// Linear probe: code or frozen.
+    pub bn_mode: Option<String>,
+    /// Test views, e.g. "10 clips × 3 crops of 256²".
+    pub views: String,
+    pub train: String,
+    pub test: String,
+    pub train_videos: usize,
+    pub test_videos: usize,
+    pub classes: usize,
+    pub top1: f64,
+    pub top5: f64,
+    pub mean_class: f64,
+    pub paper_top1: Option<f64>,
+    pub paper_source: Option<String>,
+    /// Backbone passes over the training set (0 when cached features were used).
+    pub train_backbone_passes: usize,
+    pub feature_cache_hit: bool,
+    pub seconds: f64,
+    /// Mean loss per epoch (trained protocols).
+    pub loss_per_epoch: Vec<f64>,
+    pub confusion: Vec<Vec<usize>>,
+}
+
+impl EvalReport {
+    pub fn set_accuracy(&mut self, a: &Accuracy) {
+        self.top1 = a.top1;
+        self.top5 = a.top5;
+        self.mean_class = a.mean_class;
+        self.confusion = a.confusion.clone();
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut s = format!(
+            "| protocol | weights | top-1 | top-5 | mean class | paper top-1 |\n|---|---|---|---|---|---|\n| {} | {} | {:.1} | {:.1} | {:.1} | {} |\n\n",
+            self.protocol,
+            self.weights,
+            self.top1,
+            self.top5,
+            self.mean_class,
+            self.paper_top1
+                .map(|p| format!("{p:.1}"))
+                .unwrap_or_else(|| "—".into())
+        );
+        s += &format!(
+            "Protocol: {} ({}), {} network; trained on {} ({} videos), tested on {} ({} videos, {} classes) with {}, softmax averaged over views{}.\n",
+            self.protocol,
+            self.recipe,
+            self.arch,
+            self.train,
+            self.train_videos,
+            self.test,
+            self.test_videos,
+            self.classes,
+            self.views,
+            self.bn_mode
+                .as_ref()
+                .map(|m| format!("; BatchNorm {m}"))
+                .unwrap_or_default()
+        );
+        if let Some(src) = &self.paper_source {
+            s += &format!("Paper: {src}.\n");
+        }
+        s
+    }
+
+    /// `results.json`, `results.md` and `confusion.png` in `dir`.
+    pub fn write(&self, dir: &Path) -> Result<(), EvalError> {
+        let err = |e: std::io::Error| {
+            EvalError::Config(format!("cannot write to {}: {e}", dir.display()))
+        };
+        std::fs::create_dir_all(dir).map_err(err)?;
+        let json = serde_json::to_string_pretty(self).unwrap_or_default();
+        rho_model::weights::write_atomically(&dir.join("results.json"), json.as_bytes())
+            .map_err(err)?;
+        rho_model::weights::write_atomically(&dir.join("results.md"), self.markdown().as_bytes())
+            .map_err(err)?;
+        confusion_png(
+            &self.confusion,
+            &format!("{} {}: top-1 {:.1}%", self.protocol, self.arch, self.top1),
+        )
+        .save_png(&dir.join("confusion.png"))
+        .map_err(err)
+    }
+}
+
+/// A row-normalised confusion matrix (rows: true class, columns: predicted), darker = more.
+pub(crate) fn confusion_png(confusion: &[Vec<usize>], title: &str) -> Canvas {
+    let c = confusion.len().max(1);
+    let cell = (480 / c).clamp(2, 40);
+    let (left, top) = (40usize, 40usize);
+    let w = (left + c * cell + 20).max(8 * title.len() + 20);
+    let h = top + c * cell + 20;
+    let mut cv = Canvas::new(w, h);
+    cv.text(10, 12, title, [0, 0, 0]);
+    for (i, row) in confusion.iter().enumerate() {
+        let total = row.iter().sum::<usize>().max(1) as f64;
+        for (j, v) in row.iter().enumerate() {
+            let shade = 255 - (255.0 * *v as f64 / total).round() as u8;
+            let color = if i == j {
+                [shade, shade, 255]
+            } else {
+                [255, shade, shade]
+            };
+            cv.rect(
+                (left + j * cell) as i64,
+                (top + i * cell) as i64,
+                cell as i64,
+                cell as i64,
+                color,
+            );
+        }
+        if cell >= 10 && c <= 40 {
+            cv.text(
+                4,
+                (top + i * cell + cell / 2 - 4) as i64,
+                &format!("{i}"),
+                [0, 0, 0],
+            );
+        }
+    }
+    cv
+}
