@@ -31,7 +31,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// The demo: synthetic videos, ρBYOL pre-training, linear probe and kNN versus random init.
+    /// The demo: synthetic videos, ρSimCLR pre-training, linear probe and kNN versus random init.
     Demo(demo::DemoArgs),
     /// Generate a labelled synthetic video dataset (frame folders and lists).
     Synth(synth::SynthArgs),

@@ -316,3 +316,126 @@ fn a_killed_run_resumes_from_its_last_checkpoint() {
     let last = metrics.lines().last().unwrap();
     assert!(last.starts_with("{\"step\":19,"), "{last}");
 }
+
+/// The demo with a smaller budget: synthetic videos, pre-training, probe and kNN; the learned
+/// features beat randomly initialised ones on held-out videos.
+#[test]
+fn a_reduced_demo_learns_features_that_beat_random_ones() {
+    let d = tmp("demo");
+    let (ok, log) = run(rho()
+        .args([
+            "demo",
+            "--classes",
+            "4",
+            "--train-per-class",
+            "16",
+            "--test-per-class",
+            "8",
+            "--max-steps",
+            "320",
+            "--eval-set",
+            "data.test_clips=2",
+            "--out",
+        ])
+        .arg(&d));
+    assert!(ok, "{log}");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("results.json")).unwrap()).unwrap();
+    let top1 = |p: &str, w: &str| results[p][w].as_f64().unwrap();
+    for p in ["linear", "knn"] {
+        for w in ["learned", "random"] {
+            assert!((0.0..=100.0).contains(&top1(p, w)), "{results}");
+        }
+    }
+    assert!(
+        top1("linear", "learned") > top1("linear", "random"),
+        "the probe on learned features should beat random ones: {results}\n{log}"
+    );
+    for f in [
+        "results.md",
+        "demo.png",
+        "pretrain/loss.png",
+        "linear_learned/confusion.png",
+    ] {
+        assert!(d.join(f).exists(), "{f} missing");
+    }
+}
+
+/// `rho synth`, then each `rho eval` protocol on its lists; a second frozen-BN probe reads the
+/// feature cache.
+#[test]
+fn synth_and_every_eval_command() {
+    let d = tmp("eval");
+    let data = d.join("data");
+    let (ok, log) = run(rho()
+        .args([
+            "synth",
+            "--classes",
+            "3",
+            "--train-per-class",
+            "4",
+            "--test-per-class",
+            "2",
+        ])
+        .args(["--frames", "16", "--size", "32", "--out"])
+        .arg(&data));
+    assert!(ok, "{log}");
+    let recipe =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs/eval/tiny_finetune_cpu.toml");
+    let lists = |which: &str| {
+        vec![
+            "--set".to_string(),
+            format!(
+                "{which}.index=\"{}\"",
+                data.join(format!("{which}.txt")).display()
+            ),
+            "--set".to_string(),
+            format!("{which}.prefix=\"{}\"", data.display()),
+        ]
+    };
+    let eval = |protocol: &str, extra: &[&str], out: &str| {
+        let mut c = rho();
+        c.args(["eval", protocol, "--config"])
+            .arg(&recipe)
+            .args(lists("train"))
+            .args(lists("test"))
+            .args([
+                "--set",
+                "epochs=2",
+                "--set",
+                "batch=4",
+                "--set",
+                "data.crop=32",
+            ])
+            .args(["--set", "data.short_side=32", "--set", "data.test_clips=2"])
+            .args(extra)
+            .arg("--out")
+            .arg(d.join(out));
+        run(&mut c)
+    };
+    let (ok, log) = eval("linear", &["--random", "0", "--bn", "frozen"], "lin");
+    assert!(ok, "{log}");
+    assert!(
+        log.contains("| linear |") && log.contains("BatchNorm frozen"),
+        "{log}"
+    );
+    let first: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("lin/results.json")).unwrap())
+            .unwrap();
+    assert_eq!(first["feature_cache_hit"], false);
+    let (ok, log) = eval("linear", &["--random", "0", "--bn", "frozen"], "lin");
+    assert!(ok, "{log}");
+    let second: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("lin/results.json")).unwrap())
+            .unwrap();
+    assert_eq!(second["feature_cache_hit"], true);
+    assert_eq!(second["top1"], first["top1"]);
+    assert!(d.join("lin/confusion.png").exists() && d.join("lin/results.md").exists());
+    let (ok, log) = eval("knn", &["--random", "0", "--set", "knn.k=3"], "knn");
+    assert!(ok && log.contains("| knn |"), "{log}");
+    let (ok, log) = eval("finetune", &["--random", "0"], "ft");
+    assert!(ok && log.contains("| finetune |"), "{log}");
+    // Weights that do not exist: a clear error naming them.
+    let (ok, log) = eval("knn", &["--weights", "/nonexistent.rho"], "bad");
+    assert!(!ok && log.contains("/nonexistent.rho"), "{log}");
+}

@@ -6,7 +6,6 @@
 //! micro-batch statistics, so it is not the same run as the large batch (as in any framework).
 
 use burn::tensor::{backend::AutodiffBackend, Tensor, TensorData};
-use rho_data::augment::AugmentConfig;
 use rho_data::sampler::ClipSamplerConfig;
 use rho_data::{LoaderConfig, ShortVideoPolicy, VideoIndex, VideoLoader};
 use rho_objectives::{Method, MethodKind, SingleDevice, SslNetwork, StepContext};
@@ -80,10 +79,7 @@ pub fn loader_config(recipe: &Recipe) -> LoaderConfig {
             rho: d.rho,
             max_timespan_s: d.max_timespan_s,
         },
-        augment: AugmentConfig {
-            size: d.crop,
-            ..AugmentConfig::default()
-        },
+        augment: d.augment.apply(d.crop),
         short_side: d.short_side,
         decode_timeout_s: 120.0,
         max_substitutions: 10,

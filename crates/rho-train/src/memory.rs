@@ -70,9 +70,14 @@ pub fn available_host_memory() -> Option<f64> {
     Some(kib * 1024.0)
 }
 
-/// "1.4 GiB".
+/// "1.4 GiB", or "310 MiB" below a GiB.
 pub fn gib(bytes: f64) -> String {
-    format!("{:.1} GiB", bytes / (1u64 << 30) as f64)
+    let g = bytes / (1u64 << 30) as f64;
+    if g >= 1.0 {
+        format!("{g:.1} GiB")
+    } else {
+        format!("{:.0} MiB", bytes / (1u64 << 20) as f64)
+    }
 }
 
 #[cfg(test)]

@@ -104,6 +104,9 @@ impl Canvas {
 
 fn label(v: f64) -> String {
     let a = v.abs();
+    if v == 0.0 {
+        return "0".into();
+    }
     if v != 0.0 && (a < 1e-2 || a >= 1e5) {
         format!("{v:.1e}")
     } else if a >= 10.0 {

@@ -79,6 +79,57 @@ pub struct DataSection {
     pub short_side: u32,
     #[serde(default = "default_workers")]
     pub workers: usize,
+    /// Changes to the "aug+" augmentation (spec §3.2); unset fields keep the paper's values.
+    #[serde(default)]
+    pub augment: AugmentOverrides,
+}
+
+/// Optional changes to the pre-training augmentation (e.g. milder crops and no blur for small
+/// frames, where the paper's σ up to 2 px erases textures).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AugmentOverrides {
+    /// Random-resized-crop area range (paper: [0.2, 0.766]).
+    pub area: Option<(f64, f64)>,
+    pub flip_p: Option<f64>,
+    /// Brightness, contrast, saturation, hue (paper: 0.6, 0.6, 0.6, 0.15).
+    pub jitter: Option<[f64; 4]>,
+    pub jitter_p: Option<f64>,
+    pub grayscale_p: Option<f64>,
+    pub blur_p: Option<f64>,
+    pub blur_sigma: Option<(f64, f64)>,
+}
+
+impl AugmentOverrides {
+    /// The paper's augmentation at crop side `size`, with these changes.
+    pub fn apply(&self, size: usize) -> rho_data::augment::AugmentConfig {
+        let mut a = rho_data::augment::AugmentConfig {
+            size,
+            ..Default::default()
+        };
+        if let Some(v) = self.area {
+            a.area = v;
+        }
+        if let Some(v) = self.flip_p {
+            a.flip_p = v;
+        }
+        if let Some(v) = self.jitter {
+            a.jitter = v;
+        }
+        if let Some(v) = self.jitter_p {
+            a.jitter_p = v;
+        }
+        if let Some(v) = self.grayscale_p {
+            a.grayscale_p = v;
+        }
+        if let Some(v) = self.blur_p {
+            a.blur_p = v;
+        }
+        if let Some(v) = self.blur_sigma {
+            a.blur_sigma = v;
+        }
+        a
+    }
 }
 
 fn default_crop() -> usize {

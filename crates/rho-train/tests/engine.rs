@@ -265,3 +265,40 @@ fn gradient_accumulation_trains_the_same_global_batch() {
         .unwrap_err()
         .contains("micro-batches of at least 2"));
 }
+
+#[test]
+fn a_step_that_cannot_fit_in_memory_is_refused_before_training() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let index = videos();
+    let mut r = recipe("byol", "lars", "", &index);
+    r.output = std::env::temp_dir().join(format!("rho-oom-{}", std::process::id()));
+    let est = rho_train::memory::estimate(&r).unwrap();
+    let e = rho_train::pretrain_with::<AB>(
+        &r,
+        &Default::default(),
+        rho_train::RunOptions {
+            max_steps: Some(1),
+            memory_limit: Some(est.total() / 2.0),
+            ..Default::default()
+        },
+        |_| panic!("no step may run"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("optim.accumulation") && e.contains("available"),
+        "{e}"
+    );
+    // Within the limit, it trains.
+    rho_train::pretrain_with::<AB>(
+        &r,
+        &Default::default(),
+        rho_train::RunOptions {
+            max_steps: Some(1),
+            memory_limit: Some(est.total() * 2.0),
+            ..Default::default()
+        },
+        |_| {},
+    )
+    .unwrap();
+}
