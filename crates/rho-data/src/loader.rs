@@ -215,38 +215,13 @@ impl VideoLoader {
         let order = self.epoch_order(epoch);
         let jobs: Vec<usize> = order[cursor * b..self.batches_per_epoch() * b].to_vec();
         let total = jobs.len() / b;
-        let (tx, rx) =
-            sync_channel::<(usize, Result<Sample, DataError>)>(self.cfg.prefetch.max(1) * b);
-        let next = Arc::new(AtomicUsize::new(0));
-        let window = Arc::new((Mutex::new(self.cfg.prefetch.max(1) * b), Condvar::new()));
-        let jobs = Arc::new(jobs);
-        for _ in 0..self.cfg.workers {
-            let (tx, next, window, jobs) = (tx.clone(), next.clone(), window.clone(), jobs.clone());
-            let (index, cfg, bad) = (self.index.clone(), self.cfg.clone(), self.bad.clone());
-            std::thread::spawn(move || loop {
-                let j = next.fetch_add(1, Ordering::SeqCst);
-                if j >= jobs.len() {
-                    return;
-                }
-                {
-                    // Bounded prefetch: wait until the consumer is close enough.
-                    let (lock, cv) = &*window;
-                    let mut limit = lock.lock().unwrap_or_else(|e| e.into_inner());
-                    while j >= *limit {
-                        limit = cv.wait(limit).unwrap_or_else(|e| e.into_inner());
-                    }
-                }
-                let r = load_with_substitutes(&index, &cfg, &bad, epoch, jobs[j]);
-                if tx.send((j, r)).is_err() {
-                    return;
-                }
-            });
-        }
+        let (index, cfg, bad) = (self.index.clone(), self.cfg.clone(), self.bad.clone());
+        let pool = WorkerPool::spawn(&self.cfg, jobs, move |sample| {
+            load_with_substitutes(&index, &cfg, &bad, epoch, sample)
+        });
         EpochIter {
             loader: self,
-            rx,
-            window,
-            pending: BTreeMap::new(),
+            pool,
             next_job: 0,
             batches_left: total,
         }
@@ -259,39 +234,15 @@ impl VideoLoader {
     /// decoded is an error naming it (a test set must not silently change).
     pub fn in_order(&self) -> InOrderIter {
         let n = self.index.len();
-        let b = self.cfg.batch_size;
-        let ahead = self.cfg.prefetch.max(1) * b;
-        let (tx, rx) = sync_channel::<(usize, Result<Sample, DataError>)>(ahead);
-        let next = Arc::new(AtomicUsize::new(0));
-        let window = Arc::new((Mutex::new(ahead), Condvar::new()));
-        for _ in 0..self.cfg.workers {
-            let (tx, next, window) = (tx.clone(), next.clone(), window.clone());
-            let (index, cfg) = (self.index.clone(), self.cfg.clone());
-            let bad = Arc::new(BadVideos::default());
-            std::thread::spawn(move || loop {
-                let j = next.fetch_add(1, Ordering::SeqCst);
-                if j >= n {
-                    return;
-                }
-                {
-                    let (lock, cv) = &*window;
-                    let mut limit = lock.lock().unwrap_or_else(|e| e.into_inner());
-                    while j >= *limit {
-                        limit = cv.wait(limit).unwrap_or_else(|e| e.into_inner());
-                    }
-                }
-                let r = load_sample(&index, &cfg, &bad, 0, j);
-                if tx.send((j, r)).is_err() {
-                    return;
-                }
-            });
-        }
+        let (index, cfg) = (self.index.clone(), self.cfg.clone());
+        let bad = Arc::new(BadVideos::default());
+        let pool = WorkerPool::spawn(&self.cfg, (0..n).collect(), move |sample| {
+            load_sample(&index, &cfg, &bad, 0, sample)
+        });
         InOrderIter {
             cfg: self.cfg.clone(),
             len: n,
-            rx,
-            window,
-            pending: BTreeMap::new(),
+            pool,
             next: 0,
         }
     }
@@ -301,9 +252,7 @@ impl VideoLoader {
 pub struct InOrderIter {
     cfg: LoaderConfig,
     len: usize,
-    rx: Receiver<(usize, Result<Sample, DataError>)>,
-    window: Arc<(Mutex<usize>, Condvar)>,
-    pending: BTreeMap<usize, Result<Sample, DataError>>,
+    pool: WorkerPool,
     next: usize,
 }
 
@@ -330,45 +279,22 @@ impl Iterator for InOrderIter {
             position: LoaderPosition::default(),
         };
         for j in self.next..end {
-            while !self.pending.contains_key(&j) {
-                match self.rx.recv() {
-                    Ok((k, s)) => {
-                        self.pending.insert(k, s);
-                    }
-                    Err(_) => {
-                        return Some(Err(DataError::Config(
-                            "the loader's workers stopped".into(),
-                        )))
-                    }
-                }
-            }
-            match self.pending.remove(&j) {
-                Some(Ok(s)) => {
+            match self.pool.take(j) {
+                Ok(s) => {
                     out.clips.extend_from_slice(&s.views);
                     out.samples.push(s.index);
                     out.labels.push(s.label);
                 }
-                Some(Err(e)) => {
+                Err(e) => {
                     self.next = self.len;
                     return Some(Err(e));
                 }
-                None => unreachable!("checked above"),
             }
         }
         self.next = end;
-        let (lock, cv) = &*self.window;
-        *lock.lock().unwrap_or_else(|e| e.into_inner()) =
-            end + self.cfg.prefetch.max(1) * self.cfg.batch_size;
-        cv.notify_all();
+        self.pool
+            .allow_up_to(end + self.cfg.prefetch.max(1) * self.cfg.batch_size);
         Some(Ok(out))
-    }
-}
-
-impl Drop for InOrderIter {
-    fn drop(&mut self) {
-        let (lock, cv) = &*self.window;
-        *lock.lock().unwrap_or_else(|e| e.into_inner()) = usize::MAX;
-        cv.notify_all();
     }
 }
 
@@ -381,9 +307,7 @@ struct Sample {
 
 pub struct EpochIter<'a> {
     loader: &'a mut VideoLoader,
-    rx: Receiver<(usize, Result<Sample, DataError>)>,
-    window: Arc<(Mutex<usize>, Condvar)>,
-    pending: BTreeMap<usize, Result<Sample, DataError>>,
+    pool: WorkerPool,
     next_job: usize,
     batches_left: usize,
 }
@@ -404,31 +328,14 @@ impl Iterator for EpochIter<'_> {
         let b = self.loader.cfg.batch_size;
         let mut samples = Vec::with_capacity(b);
         for j in self.next_job..self.next_job + b {
-            while !self.pending.contains_key(&j) {
-                match self.rx.recv() {
-                    Ok((k, s)) => {
-                        self.pending.insert(k, s);
-                    }
-                    Err(_) => {
-                        return Some(Err(DataError::Config(
-                            "the loader's workers stopped".into(),
-                        )))
-                    }
-                }
-            }
-            match self.pending.remove(&j) {
-                Some(Ok(s)) => samples.push(s),
-                Some(Err(e)) => return Some(Err(e)),
-                None => unreachable!("checked above"),
+            match self.pool.take(j) {
+                Ok(s) => samples.push(s),
+                Err(e) => return Some(Err(e)),
             }
         }
         self.next_job += b;
-        {
-            let (lock, cv) = &*self.window;
-            *lock.lock().unwrap_or_else(|e| e.into_inner()) =
-                self.next_job + self.loader.cfg.prefetch.max(1) * b;
-            cv.notify_all();
-        }
+        self.pool
+            .allow_up_to(self.next_job + self.loader.cfg.prefetch.max(1) * b);
         let c = &self.loader.cfg;
         let shape = [
             b,
@@ -458,12 +365,80 @@ impl Iterator for EpochIter<'_> {
     }
 }
 
-impl Drop for EpochIter<'_> {
+/// Worker threads that load `jobs` (dataset indices) in any order, at most a prefetch window
+/// ahead of the consumer, and hand them back in job order.
+struct WorkerPool {
+    rx: Receiver<(usize, Result<Sample, DataError>)>,
+    window: Arc<(Mutex<usize>, Condvar)>,
+    pending: BTreeMap<usize, Result<Sample, DataError>>,
+}
+
+impl WorkerPool {
+    fn spawn(
+        cfg: &LoaderConfig,
+        jobs: Vec<usize>,
+        load: impl Fn(usize) -> Result<Sample, DataError> + Send + Sync + 'static,
+    ) -> Self {
+        let ahead = cfg.prefetch.max(1) * cfg.batch_size;
+        let (tx, rx) = sync_channel::<(usize, Result<Sample, DataError>)>(ahead);
+        let next = Arc::new(AtomicUsize::new(0));
+        let window = Arc::new((Mutex::new(ahead), Condvar::new()));
+        let (jobs, load) = (Arc::new(jobs), Arc::new(load));
+        for _ in 0..cfg.workers {
+            let (tx, next, window) = (tx.clone(), next.clone(), window.clone());
+            let (jobs, load) = (jobs.clone(), load.clone());
+            std::thread::spawn(move || loop {
+                let j = next.fetch_add(1, Ordering::SeqCst);
+                if j >= jobs.len() {
+                    return;
+                }
+                {
+                    // Bounded prefetch: wait until the consumer is close enough.
+                    let (lock, cv) = &*window;
+                    let mut limit = lock.lock().unwrap_or_else(|e| e.into_inner());
+                    while j >= *limit {
+                        limit = cv.wait(limit).unwrap_or_else(|e| e.into_inner());
+                    }
+                }
+                if tx.send((j, load(jobs[j]))).is_err() {
+                    return;
+                }
+            });
+        }
+        Self {
+            rx,
+            window,
+            pending: BTreeMap::new(),
+        }
+    }
+
+    /// The result of job `j` (waiting for it).
+    fn take(&mut self, j: usize) -> Result<Sample, DataError> {
+        while !self.pending.contains_key(&j) {
+            match self.rx.recv() {
+                Ok((k, s)) => {
+                    self.pending.insert(k, s);
+                }
+                Err(_) => return Err(DataError::Config("the loader's workers stopped".into())),
+            }
+        }
+        self.pending
+            .remove(&j)
+            .unwrap_or_else(|| Err(DataError::Config("a loader job was lost".into())))
+    }
+
+    /// Lets the workers start jobs below `limit`.
+    fn allow_up_to(&self, limit: usize) {
+        let (lock, cv) = &*self.window;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = limit;
+        cv.notify_all();
+    }
+}
+
+impl Drop for WorkerPool {
     fn drop(&mut self) {
         // Let waiting workers run to the end; they stop when the channel is gone.
-        let (lock, cv) = &*self.window;
-        *lock.lock().unwrap_or_else(|e| e.into_inner()) = usize::MAX;
-        cv.notify_all();
+        self.allow_up_to(usize::MAX);
     }
 }
 

@@ -173,10 +173,10 @@ pub struct OptimSection {
     pub accumulation: usize,
 }
 
-fn default_momentum() -> f64 {
+pub(crate) fn default_momentum() -> f64 {
     0.9
 }
-fn default_true() -> bool {
+pub(crate) fn default_true() -> bool {
     true
 }
 fn default_trust() -> f64 {
@@ -188,26 +188,13 @@ fn default_one() -> usize {
 
 impl Recipe {
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self, RecipeError> {
-        let text = std::fs::read_to_string(path).map_err(|e| RecipeError::Read {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        Self::parse(&text, &path.display().to_string(), overrides)
+        Self::parse(&read_file(path)?, &path.display().to_string(), overrides)
     }
 
     /// Parses `text`, applies `key.path=value` overrides (TOML values; bare words are strings),
     /// and validates.
     pub fn parse(text: &str, source_name: &str, overrides: &[String]) -> Result<Self, RecipeError> {
-        let bad = |reason: String| RecipeError::Invalid {
-            source_name: source_name.to_string(),
-            reason,
-        };
-        let table = apply_overrides(text, overrides).map_err(bad)?;
-        let recipe: Recipe = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| bad(e.to_string()))?;
-        recipe.validate().map_err(bad)?;
-        Ok(recipe)
+        parse_validated(text, source_name, overrides, Self::validate)
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -305,6 +292,34 @@ impl Recipe {
         }
         c
     }
+}
+
+/// A recipe file's text.
+pub(crate) fn read_file(path: &Path) -> Result<String, RecipeError> {
+    std::fs::read_to_string(path).map_err(|e| RecipeError::Read {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// Parses TOML `text` into `T` after `--set` overrides, and runs `validate`; every error names
+/// `source_name`.
+pub(crate) fn parse_validated<T: serde::de::DeserializeOwned>(
+    text: &str,
+    source_name: &str,
+    overrides: &[String],
+    validate: impl Fn(&T) -> Result<(), String>,
+) -> Result<T, RecipeError> {
+    let bad = |reason: String| RecipeError::Invalid {
+        source_name: source_name.to_string(),
+        reason,
+    };
+    let table = apply_overrides(text, overrides).map_err(bad)?;
+    let value: T = toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| bad(e.to_string()))?;
+    validate(&value).map_err(bad)?;
+    Ok(value)
 }
 
 /// Parses TOML `text` and applies `key.path=value` overrides (TOML values; bare words are

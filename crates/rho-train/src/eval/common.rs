@@ -78,6 +78,14 @@ pub fn test_loader(r: &EvalRecipe, batch: usize) -> LoaderConfig {
     c
 }
 
+/// The kNN bank: each training video through its centre clip and centre crop.
+pub fn bank_loader(r: &EvalRecipe) -> LoaderConfig {
+    let mut bank = r.clone();
+    bank.data.test_clips = 1;
+    bank.data.test_crops = 1;
+    test_loader(&bank, r.batch.min(64))
+}
+
 /// Videos per evaluation batch, so that a batch of views stays near the training batch.
 pub fn test_batch(r: &EvalRecipe) -> usize {
     (r.batch / (r.data.test_clips * r.data.test_crops)).max(1)

@@ -231,10 +231,7 @@ impl EvalJob {
         let train = recipe.train.load()?;
         let test = recipe.test.load()?;
         let classes = common::class_count(&train, &test)?;
-        let mut bank_recipe = recipe.clone();
-        bank_recipe.data.test_clips = 1;
-        bank_recipe.data.test_crops = 1;
-        let bank_cfg = common::test_loader(&bank_recipe, recipe.batch.min(64));
+        let bank_cfg = common::bank_loader(recipe);
         let bank = features::extract(backbone, &train, &bank_cfg, 0, device, |_, _| {})?;
         let test_cfg = common::test_loader(recipe, common::test_batch(recipe));
         let queries = features::extract(backbone, &test, &test_cfg, 0, device, |_, _| {})?;
@@ -260,10 +257,7 @@ impl EvalJob {
         let r = &self.recipe;
         let l = self.load::<B>(device)?;
         let mut report = self.report("knn", &l.info());
-        let mut bank_recipe = r.clone();
-        bank_recipe.data.test_clips = 1;
-        bank_recipe.data.test_crops = 1;
-        let bank_cfg = common::test_loader(&bank_recipe, r.batch.min(64));
+        let bank_cfg = common::bank_loader(r);
         let (train, hit) = self.features(
             &l.backbone,
             &l.train,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::DatasetSpec;
-use crate::recipe::RecipeError;
+use crate::recipe::{default_momentum, default_true, parse_validated, read_file, RecipeError};
 use crate::schedule::{scale_lr, CosineSchedule};
 
 /// Which protocol a recipe describes.
@@ -148,12 +148,6 @@ pub struct EvalOptim {
     pub gamma: f64,
 }
 
-fn default_momentum() -> f64 {
-    0.9
-}
-fn default_true() -> bool {
-    true
-}
 fn default_gamma() -> f64 {
     0.1
 }
@@ -194,24 +188,11 @@ pub struct PaperReference {
 
 impl EvalRecipe {
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self, RecipeError> {
-        let text = std::fs::read_to_string(path).map_err(|e| RecipeError::Read {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        Self::parse(&text, &path.display().to_string(), overrides)
+        Self::parse(&read_file(path)?, &path.display().to_string(), overrides)
     }
 
     pub fn parse(text: &str, source_name: &str, overrides: &[String]) -> Result<Self, RecipeError> {
-        let bad = |reason: String| RecipeError::Invalid {
-            source_name: source_name.to_string(),
-            reason,
-        };
-        let table = crate::recipe::apply_overrides(text, overrides).map_err(bad)?;
-        let recipe: EvalRecipe = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| bad(e.to_string()))?;
-        recipe.validate().map_err(bad)?;
-        Ok(recipe)
+        parse_validated(text, source_name, overrides, Self::validate)
     }
 
     pub fn validate(&self) -> Result<(), String> {
