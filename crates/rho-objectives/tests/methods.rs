@@ -268,3 +268,55 @@ fn sinkhorn_marginals() {
         "{rows:?}"
     );
 }
+
+/// The momentum update reaches every parameter of the nested network (backbone stages and
+/// blocks, projector, predictor): θ_t ← m·θ_t + (1 − m)·θ for each, and the running
+/// statistics are left alone.
+#[test]
+fn momentum_update_moves_every_parameter_of_the_network() {
+    use burn::module::{Module, ModuleVisitor, Param};
+    struct Collect(Vec<Vec<f32>>);
+    impl<B: burn::tensor::backend::Backend> ModuleVisitor<B> for Collect {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<B, D>>) {
+            self.0
+                .push(p.val().into_data().convert::<f32>().to_vec().unwrap());
+        }
+    }
+    let params = |m: &SslNetwork<AB>| {
+        let mut c = Collect(Vec::new());
+        m.visit(&mut c);
+        c.0
+    };
+    let cfg = config(MethodKind::Byol);
+    let online = network(&cfg);
+    let mut ema = MomentumEncoder::new(&online);
+    // The online network after a "step": every parameter + 1.
+    struct AddOne;
+    impl<B: burn::tensor::backend::Backend> burn::module::ModuleMapper<B> for AddOne {
+        fn map_float<const D: usize>(&mut self, p: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+            let (id, t, mapper) = p.consume();
+            Param::from_mapped_value(id, t.add_scalar(1.0), mapper)
+        }
+    }
+    let moved = online.clone().map(&mut AddOne);
+    let before = params(&ema.target);
+    ema.update(&moved, 0.5);
+    let after = params(&ema.target);
+    let now = params(&moved);
+    let mut checked = 0;
+    for ((b, a), o) in before.iter().zip(&after).zip(&now) {
+        if a == b {
+            continue; // not updated: must be a running statistic (checked by the count below)
+        }
+        for ((b, a), o) in b.iter().zip(a).zip(o) {
+            assert!((a - (0.5 * b + 0.5 * o)).abs() < 1e-5, "{a} vs {b}, {o}");
+        }
+        checked += 1;
+    }
+    let bns = online.backbone.batch_norms().len() + 4; // + projector/predictor BNs
+    assert!(
+        checked + 2 * bns >= before.len() && checked > 30,
+        "only {checked} of {} tensors moved",
+        before.len()
+    );
+}
