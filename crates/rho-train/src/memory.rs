@@ -8,9 +8,10 @@
 
 use crate::recipe::Recipe;
 
-/// Tensors of a unit's output size that autodiff keeps (measured on the CPU backend: a
-/// tiny_byol_cpu step peaks near 4 with Burn 0.21's fusion-less backends).
-pub const SAVED_PER_UNIT: f64 = 4.0;
+/// Tensors of a unit's output size that autodiff keeps, calibrated on the CPU backend: ρBYOL
+/// slow_r50, 4 videos × 2 clips of 8×112², measured peak RSS 2.9 GiB (`/usr/bin/time -v rho
+/// pretrain …`), estimated 3.2 GiB with this value (4.7 GiB with 4).
+pub const SAVED_PER_UNIT: f64 = 2.5;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MemoryEstimate {
