@@ -1,8 +1,8 @@
-//! rho-data: ρ-clip video data without a Burn backend.
-//!
-//! So far: dataset [`index`]es, clip [`augment`]ations, the ρ-clip [`sampler`] (spec §3.1) and the counter-based
-//! randomness ([`rng`]) that makes every draw a function of (seed, epoch, sample, clip).
-//! plus FFmpeg decoding and the loader. (FFmpeg for files, zune-jpeg for frame folders) (their issue is open).
+//! rho-data: ρ-clip video data without a Burn backend: dataset [`index`]es, frame-exact FFmpeg
+//! decoding ([`decode`], feature `video`) and JPEG [`frames`] folders, the ρ-clip [`sampler`]
+//! (spec §3.1), clip [`augment`]ations (§3.2), test-time [`eval_views`] (§5.1), the deterministic
+//! multi-threaded [`loader`], counter-based randomness ([`rng`]) that makes every draw a function
+//! of (seed, epoch, sample, clip), and the labelled [`synth`]etic dataset of `rho demo`.
 
 pub mod augment;
 #[cfg(feature = "video")]
