@@ -151,7 +151,7 @@ pub fn pretrain_monitored<B: AutodiffBackend>(
                 recipe.data.crop,
                 crate::memory::gib(est.parameter_bytes),
                 crate::memory::gib(limit),
-                (a * 2..=recipe.batch).find(|k| recipe.batch % k == 0 && recipe.batch / k >= 2).unwrap_or(recipe.batch / 2)
+                (a * 2..=recipe.batch).find(|k| recipe.batch.is_multiple_of(*k) && recipe.batch / k >= 2).unwrap_or(recipe.batch / 2)
             )));
         }
     }

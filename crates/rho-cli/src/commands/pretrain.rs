@@ -101,6 +101,7 @@ pub fn run<B: Backend>(a: &PretrainArgs, backend: &str, device: B::Device) -> Re
     )
 }
 
+#[allow(clippy::too_many_arguments)]
 /// Runs `recipe` with the run card, metrics, plots and progress bar, and writes the online
 /// backbone to `OUTPUT/backbone.safetensors`.
 pub fn execute<B: Backend>(

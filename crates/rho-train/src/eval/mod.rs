@@ -112,6 +112,7 @@ impl EvalJob {
     }
 
     /// Features of `index` with `cfg`'s views, from the cache when it has them.
+    #[allow(clippy::too_many_arguments)]
     fn features<B: Backend>(
         &self,
         backbone: &ResNet3d<B>,

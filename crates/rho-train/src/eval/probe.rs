@@ -71,6 +71,9 @@ pub fn train_on_features<B: AutodiffBackend>(
     Ok((head, curve))
 }
 
+/// A probed backbone (its BN statistics re-estimated), the trained head and the loss per epoch.
+pub type Probed<B> = (ResNet3d<B>, ClassificationHead<B>, Vec<f64>);
+
 /// The `code` BN mode: each epoch decodes augmented clips and runs the backbone in training mode
 /// (BN batch statistics, running statistics updated, weights frozen); only the head learns.
 /// Returns the backbone with its re-estimated statistics, the head and the loss curve.
@@ -81,7 +84,7 @@ pub fn train_with_backbone<B: AutodiffBackend>(
     classes: usize,
     device: &B::Device,
     progress: &mut Progress,
-) -> Result<(ResNet3d<B>, ClassificationHead<B>, Vec<f64>), EvalError> {
+) -> Result<Probed<B>, EvalError> {
     B::seed(device, r.seed);
     let backbone = backbone.no_grad();
     let mut head = new_head::<B>(backbone.feature_dim(), classes, r.dropout, device);

@@ -108,7 +108,7 @@ fn from_checkpoint<B: Backend>(
 }
 
 /// Whether a path is something [`load_backbone`] reads.
-pub fn exists(path: &PathBuf) -> Result<(), EvalError> {
+pub fn exists(path: &Path) -> Result<(), EvalError> {
     if path.exists() {
         Ok(())
     } else {
