@@ -90,8 +90,9 @@ impl DatasetSpec {
         let need = |o: &Option<PathBuf>, key: &str| {
             o.clone().ok_or_else(|| {
                 DataError::Config(format!(
-                    "format {:?} needs `{key}` (the index is {})",
-                    self.format,
+                    "format {} needs `{key}` in a recipe (--{} on the command line); the index is {}",
+                    format!("{:?}", self.format).to_lowercase(),
+                    key.replace('_', "-"),
                     self.index.display()
                 ))
             })
