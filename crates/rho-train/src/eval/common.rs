@@ -146,6 +146,49 @@ pub fn checked_loss<B: Backend>(loss: &Tensor<B, 1>, what: &str) -> Result<f64, 
     }
 }
 
+/// Supervised epochs over `index` with the recipe's training clips and LR schedule (per
+/// iteration, at the fractional epoch). `step(clips, labels, lr, what)` trains on one batch and
+/// returns its loss; the mean loss of each epoch is returned.
+pub fn train_epochs<B: AutodiffBackend>(
+    r: &EvalRecipe,
+    index: &VideoIndex,
+    device: &B::Device,
+    progress: &mut super::Progress,
+    phase: &str,
+    mut step: impl FnMut(Tensor<B, 5>, &[usize], f64, &str) -> Result<f64, EvalError>,
+) -> Result<Vec<f64>, EvalError> {
+    let mut loader = rho_data::VideoLoader::new(index.clone(), train_loader(r))?;
+    let iters = loader.batches_per_epoch();
+    let epochs = r.epochs.ceil() as usize;
+    let mut curve = Vec::with_capacity(epochs);
+    for epoch in 0..epochs {
+        let mut total = 0.0;
+        // Drain the epoch's iterator (it moves the loader to the next epoch when it ends).
+        for (it, batch) in loader.epoch().enumerate() {
+            let e = epoch as f64 + it as f64 / iters as f64;
+            if e >= r.epochs {
+                break;
+            }
+            let batch = batch?;
+            let [b, v, c, t, h, w] = batch.shape;
+            let y = super::features::labels_of_batch(&batch)?;
+            let x = Tensor::<B, 5>::from_data(
+                TensorData::new(batch.clips, [b * v, c, t, h, w]),
+                device,
+            );
+            total += step(
+                x,
+                &y,
+                r.lr(e),
+                &format!("{phase} epoch {epoch}, iteration {it}"),
+            )?;
+        }
+        curve.push(total / iters.max(1) as f64);
+        progress(phase, epoch + 1, epochs);
+    }
+    Ok(curve)
+}
+
 /// Softmax over classes of `head` applied to each view, averaged over the views of a video.
 pub fn head_scores<B: AutodiffBackend>(
     head: &ClassificationHead<B>,

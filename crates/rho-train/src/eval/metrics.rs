@@ -28,20 +28,21 @@ impl Scores {
         let mut confusion = vec![vec![0usize; c]; c];
         let (mut top1, mut top5) = (0usize, 0usize);
         for (i, &y) in self.labels.iter().enumerate() {
+            assert!(
+                y < c,
+                "label {y} outside the {c} classes (checked when the lists load)"
+            );
             let row = &self.scores[i * c..(i + 1) * c];
-            // Rank of the true class: classes scoring strictly higher (ties favour the truth
-            // only by index order, as argmax does).
             let pred = argmax(row);
-            if y < c {
-                confusion[y][pred] += 1;
-            }
+            confusion[y][pred] += 1;
+            // Rank of the true class, ties broken by class index as argmax does.
             let better = row
                 .iter()
                 .enumerate()
-                .filter(|(k, s)| **s > row[y.min(c - 1)] || (**s == row[y.min(c - 1)] && *k < y))
+                .filter(|(k, s)| **s > row[y] || (**s == row[y] && *k < y))
                 .count();
             top1 += (pred == y) as usize;
-            top5 += (better < 5 && y < c) as usize;
+            top5 += (better < 5) as usize;
         }
         let per_class: Vec<f64> = confusion
             .iter()

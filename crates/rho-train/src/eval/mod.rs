@@ -53,6 +53,8 @@ pub struct EvalJob {
 
 struct Loaded<B: Backend> {
     backbone: ResNet3d<B>,
+    /// What identifies the weights in feature-cache keys (read once per job).
+    weights_key: String,
     arch: String,
     train: VideoIndex,
     test: VideoIndex,
@@ -75,8 +77,14 @@ impl EvalJob {
         let train = self.recipe.train.load()?;
         let test = self.recipe.test.load()?;
         let classes = common::class_count(&train, &test)?;
+        let weights_key = match (&self.cache, &self.weights) {
+            (None, _) => String::new(),
+            (Some(_), WeightSource::File(p)) => features::file_fingerprint(p)?,
+            (Some(_), WeightSource::Random { seed }) => format!("random-{seed}"),
+        };
         Ok(Loaded {
             backbone,
+            weights_key,
             arch,
             train,
             test,
@@ -111,38 +119,34 @@ impl EvalJob {
         }
     }
 
-    /// Features of `index` with `cfg`'s views, from the cache when it has them.
-    #[allow(clippy::too_many_arguments)]
+    /// Features of one pass over a list, from the cache when it has them.
     fn features<B: Backend>(
         &self,
+        weights_key: &str,
         backbone: &ResNet3d<B>,
-        index: &VideoIndex,
-        cfg: &rho_data::LoaderConfig,
-        epoch: u64,
+        pass: Pass,
         device: &B::Device,
         progress: &mut Progress,
-        phase: &str,
     ) -> Result<(FeatureSet, bool), EvalError> {
+        let Pass {
+            index,
+            cfg,
+            epoch,
+            phase,
+        } = pass;
         let cache = self.cache.as_ref().map(|d| FeatureCache { dir: d.clone() });
-        let key = match (&cache, &self.weights) {
-            (Some(c), w) => {
-                let wkey = match w {
-                    WeightSource::File(p) => features::file_fingerprint(p)?,
-                    WeightSource::Random { seed } => format!("random-{seed}"),
-                };
-                let idx = serde_json::to_string(
-                    &index
-                        .entries
-                        .iter()
-                        .map(|e| (e.source.path().display().to_string(), e.label))
-                        .collect::<Vec<_>>(),
-                )
-                .unwrap_or_default();
-                let cfgj = serde_json::to_string(cfg).unwrap_or_default();
-                Some(c.path(&[&wkey, &backbone.arch, &idx, &cfgj, &epoch.to_string()]))
-            }
-            _ => None,
-        };
+        let key = cache.as_ref().map(|c| {
+            let idx = serde_json::to_string(
+                &index
+                    .entries
+                    .iter()
+                    .map(|e| (e.source.path().display().to_string(), e.label))
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap_or_default();
+            let cfgj = serde_json::to_string(cfg).unwrap_or_default();
+            c.path(&[weights_key, &backbone.arch, &idx, &cfgj, &epoch.to_string()])
+        });
         if let (Some(c), Some(k)) = (&cache, &key) {
             if let Some(set) = c.load(k) {
                 if set.n == index.len() {
@@ -181,13 +185,16 @@ impl EvalJob {
                 let mut hit = true;
                 for v in 0..r.data.train_views {
                     let (s, h) = self.features(
+                        &l.weights_key,
                         &inner,
-                        &l.train,
-                        &cfg,
-                        v as u64,
+                        Pass {
+                            index: &l.train,
+                            cfg: &cfg,
+                            epoch: v as u64,
+                            phase: "train features",
+                        },
                         device,
                         progress,
-                        "train features",
                     )?;
                     hit &= h;
                     report.train_backbone_passes += (!h) as usize;
@@ -203,18 +210,21 @@ impl EvalJob {
                 let (bb, head, curve) = probe::train_with_backbone(
                     r, l.backbone, &l.train, l.classes, device, progress,
                 )?;
-                report.train_backbone_passes = r.epochs.ceil() as usize;
+                report.train_backbone_passes = curve.len();
                 (bb.valid(), head, curve)
             }
         };
         let (test, _) = self.features(
+            &l.weights_key,
             &backbone,
-            &l.test,
-            &test_cfg,
-            0,
+            Pass {
+                index: &l.test,
+                cfg: &test_cfg,
+                epoch: 0,
+                phase: "test views",
+            },
             device,
             progress,
-            "test views",
         )?;
         let scores = common::head_scores(&head, &test, l.classes, device);
         report.set_accuracy(&scores.accuracy());
@@ -260,25 +270,31 @@ impl EvalJob {
         let mut report = self.report("knn", &l.info());
         let bank_cfg = common::bank_loader(r);
         let (train, hit) = self.features(
+            &l.weights_key,
             &l.backbone,
-            &l.train,
-            &bank_cfg,
-            0,
+            Pass {
+                index: &l.train,
+                cfg: &bank_cfg,
+                epoch: 0,
+                phase: "train features",
+            },
             device,
             progress,
-            "train features",
         )?;
         report.feature_cache_hit = hit;
         report.train_backbone_passes = (!hit) as usize;
         let test_cfg = common::test_loader(r, common::test_batch(r));
         let (test, _) = self.features(
+            &l.weights_key,
             &l.backbone,
-            &l.test,
-            &test_cfg,
-            0,
+            Pass {
+                index: &l.test,
+                cfg: &test_cfg,
+                epoch: 0,
+                phase: "test views",
+            },
             device,
             progress,
-            "test views",
         )?;
         let scores =
             knn::knn_scores::<B>(&train, &test, l.classes, r.knn.k, r.knn.temperature, device);
@@ -303,7 +319,7 @@ impl EvalJob {
         let mut report = self.report("finetune", &l.info());
         let (model, curve) =
             finetune::finetune(r, l.backbone, &l.train, l.classes, device, progress)?;
-        report.train_backbone_passes = r.epochs.ceil() as usize;
+        report.train_backbone_passes = curve.len();
         let head = model
             .head
             .clone()
@@ -320,6 +336,14 @@ impl EvalJob {
         report.seconds = t0.elapsed().as_secs_f64();
         Ok(report)
     }
+}
+
+/// One pass of a backbone over a list: the views of `cfg`, the random draws of `epoch`.
+struct Pass<'a> {
+    index: &'a VideoIndex,
+    cfg: &'a rho_data::LoaderConfig,
+    epoch: u64,
+    phase: &'a str,
 }
 
 struct LoadedInfo {

@@ -8,10 +8,10 @@ use burn::module::Module;
 use burn::tensor::{backend::AutodiffBackend, Tensor, TensorData};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use rho_data::{VideoIndex, VideoLoader};
+use rho_data::VideoIndex;
 use rho_model::{ClassificationHead, ResNet3d};
 
-use super::common::{checked_loss, cross_entropy, sgd_rule};
+use super::common::{checked_loss, cross_entropy, sgd_rule, train_epochs};
 use super::features::FeatureSet;
 use super::recipe::EvalRecipe;
 use super::{EvalError, Progress};
@@ -89,32 +89,13 @@ pub fn train_with_backbone<B: AutodiffBackend>(
     let backbone = backbone.no_grad();
     let mut head = new_head::<B>(backbone.feature_dim(), classes, r.dropout, device);
     let mut opt = GroupedOptimizer::new(&head, sgd_rule(r), 0.0);
-    let mut loader = VideoLoader::new(index.clone(), super::common::train_loader(r))?;
-    let iters = loader.batches_per_epoch();
-    let epochs = r.epochs.ceil() as usize;
-    let mut curve = Vec::new();
-    for epoch in 0..epochs {
-        let mut total = 0.0;
-        for (it, batch) in loader.epoch().enumerate() {
-            let e = epoch as f64 + it as f64 / iters as f64;
-            if e >= r.epochs {
-                break;
-            }
-            let batch = batch?;
-            let [b, v, c, t, h, w] = batch.shape;
-            let y = super::features::labels_of_batch(&batch)?;
-            let x = Tensor::<B, 5>::from_data(
-                TensorData::new(batch.clips, [b * v, c, t, h, w]),
-                device,
-            );
-            let f = backbone.try_features(x)?.detach();
-            let loss = cross_entropy(head.forward(f), &y);
-            total += checked_loss(&loss, &format!("probe epoch {epoch}, iteration {it}"))?;
-            head = opt.step(r.lr(e), head, loss.backward());
-        }
-        curve.push(total / iters.max(1) as f64);
-        progress("probe", epoch + 1, epochs);
-    }
+    let curve = train_epochs(r, index, device, progress, "probe", |x, y, lr, what| {
+        let f = backbone.try_features(x)?.detach();
+        let loss = cross_entropy(head.forward(f), y);
+        let value = checked_loss(&loss, what)?;
+        head = opt.step(lr, head.clone(), loss.backward());
+        Ok(value)
+    })?;
     backbone.sync_running_stats();
     Ok((backbone, head, curve))
 }
