@@ -49,6 +49,24 @@ pub struct LoaderConfig {
     /// training), or the fixed test views.
     #[serde(default)]
     pub views: ViewMode,
+    /// Data parallelism: this rank decodes only its slice of every global batch.
+    #[serde(default)]
+    pub shard: Shard,
+}
+
+/// One rank's slice of every batch: rows `rank·B/world .. (rank+1)·B/world` of the global batch
+/// of `batch_size` videos. The global order and every clip's randomness depend only on the seed
+/// and the video, so the ranks together load exactly the single-process batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub rank: usize,
+    pub world: usize,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Self { rank: 0, world: 1 }
+    }
 }
 
 /// The views of one sample.
@@ -155,6 +173,15 @@ impl VideoLoader {
                 "batch_size and workers must be at least 1".into(),
             ));
         }
+        if cfg.shard.world == 0
+            || cfg.shard.rank >= cfg.shard.world
+            || !cfg.batch_size.is_multiple_of(cfg.shard.world)
+        {
+            return Err(DataError::Config(format!(
+                "the batch of {} videos cannot be split into {} equal shards (rank {}); make the batch a multiple of the number of devices",
+                cfg.batch_size, cfg.shard.world, cfg.shard.rank
+            )));
+        }
         if index.len() < cfg.batch_size {
             return Err(DataError::Config(format!(
                 "the index has {} videos, fewer than one batch of {}",
@@ -200,6 +227,11 @@ impl VideoLoader {
         self.position = p;
     }
 
+    /// Videos this rank loads per batch.
+    pub fn local_batch(&self) -> usize {
+        self.cfg.batch_size / self.cfg.shard.world.max(1)
+    }
+
     /// The dataset order of `epoch`.
     pub fn epoch_order(&self, epoch: u64) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.index.len()).collect();
@@ -212,11 +244,14 @@ impl VideoLoader {
     pub fn epoch(&mut self) -> EpochIter<'_> {
         let LoaderPosition { epoch, cursor } = self.position;
         let b = self.cfg.batch_size;
+        let (lb, first) = (self.local_batch(), self.cfg.shard.rank * self.local_batch());
         let order = self.epoch_order(epoch);
-        let jobs: Vec<usize> = order[cursor * b..self.batches_per_epoch() * b].to_vec();
-        let total = jobs.len() / b;
+        let jobs: Vec<usize> = (cursor..self.batches_per_epoch())
+            .flat_map(|k| order[k * b + first..k * b + first + lb].iter().copied())
+            .collect();
+        let total = jobs.len() / lb;
         let (index, cfg, bad) = (self.index.clone(), self.cfg.clone(), self.bad.clone());
-        let pool = WorkerPool::spawn(&self.cfg, jobs, move |sample| {
+        let pool = WorkerPool::spawn(&self.cfg, lb, jobs, move |sample| {
             load_with_substitutes(&index, &cfg, &bad, epoch, sample)
         });
         EpochIter {
@@ -236,7 +271,7 @@ impl VideoLoader {
         let n = self.index.len();
         let (index, cfg) = (self.index.clone(), self.cfg.clone());
         let bad = Arc::new(BadVideos::default());
-        let pool = WorkerPool::spawn(&self.cfg, (0..n).collect(), move |sample| {
+        let pool = WorkerPool::spawn(&self.cfg, self.cfg.batch_size, (0..n).collect(), move |sample| {
             load_sample(&index, &cfg, &bad, 0, sample)
         });
         InOrderIter {
@@ -325,7 +360,7 @@ impl Iterator for EpochIter<'_> {
             }
             return None;
         }
-        let b = self.loader.cfg.batch_size;
+        let b = self.loader.local_batch();
         let mut samples = Vec::with_capacity(b);
         for j in self.next_job..self.next_job + b {
             match self.pool.take(j) {
@@ -376,10 +411,11 @@ struct WorkerPool {
 impl WorkerPool {
     fn spawn(
         cfg: &LoaderConfig,
+        batch: usize,
         jobs: Vec<usize>,
         load: impl Fn(usize) -> Result<Sample, DataError> + Send + Sync + 'static,
     ) -> Self {
-        let ahead = cfg.prefetch.max(1) * cfg.batch_size;
+        let ahead = cfg.prefetch.max(1) * batch;
         let (tx, rx) = sync_channel::<(usize, Result<Sample, DataError>)>(ahead);
         let next = Arc::new(AtomicUsize::new(0));
         let window = Arc::new((Mutex::new(ahead), Condvar::new()));

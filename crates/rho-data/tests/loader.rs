@@ -56,6 +56,7 @@ fn cfg(workers: usize, rho: usize) -> LoaderConfig {
         short_videos: ShortVideoPolicy::Pad,
         frame_folder_fps: 30.0,
         views: Default::default(),
+        shard: Default::default(),
     }
 }
 
@@ -232,4 +233,26 @@ fn single_view_mode_yields_one_augmented_clip() {
     let b = loader.epoch().next().unwrap().unwrap();
     assert_eq!(b.shape, [2, 1, 3, 4, 32, 32]);
     assert_eq!(b.clips.len(), 2 * 3 * 4 * 32 * 32);
+}
+
+#[test]
+fn shards_together_load_exactly_the_single_process_batches() {
+    let whole = all_batches(&mut VideoLoader::new(index(&videos()), cfg(2, 2)).unwrap());
+    let shard = |rank| {
+        let mut c = cfg(1, 2);
+        c.shard = rho_data::Shard { rank, world: 2 };
+        all_batches(&mut VideoLoader::new(index(&videos()), c).unwrap())
+    };
+    let (r0, r1) = (shard(0), shard(1));
+    assert_eq!(r0.len(), whole.len());
+    for ((w, a), b) in whole.iter().zip(&r0).zip(&r1) {
+        assert_eq!(a.0.len(), 1);
+        assert_eq!([a.0.clone(), b.0.clone()].concat(), w.0);
+        assert_eq!([a.1.clone(), b.1.clone()].concat(), w.1);
+    }
+    // A batch that does not split evenly is refused with a message naming the fix.
+    let mut c = cfg(1, 2);
+    c.shard = rho_data::Shard { rank: 0, world: 3 };
+    let err = VideoLoader::new(index(&videos()), c).err().unwrap().to_string();
+    assert!(err.contains("multiple of the number of devices"), "{err}");
 }

@@ -50,28 +50,48 @@ impl<B: Backend> BatchNorm3d<B> {
         }
     }
 
-    /// Batch statistics; updates the running estimates.
+    /// Batch statistics; updates the running estimates. Inside
+    /// [`with_batch_stats_sync`](crate::with_batch_stats_sync) the statistics are those of the
+    /// whole sync group (SyncBatchNorm): every device contributes its per-channel mean and
+    /// biased variance, and they are pooled exactly (equal shards: the mean of the means, and the
+    /// mean of the variances plus the variance of the means), so the result equals BatchNorm
+    /// over the concatenated batch, gradients included.
     pub fn forward_train<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         let dims = x.dims();
         let (n, c) = (dims[0], dims[1]);
         let s: usize = dims[2..].iter().product();
-        let count = (n * s) as f64;
+        let local_count = (n * s) as f64;
         let x2 = x.reshape([n * c, s]);
 
-        let mean = x2
+        let local_mean = x2
             .clone()
             .sum_dim(1)
             .reshape([n, c])
             .sum_dim(0)
-            .div_scalar(count); // [1, c]
-        let centred = x2 - per_row(mean.clone(), n);
-        let var = centred
+            .div_scalar(local_count); // [1, c]
+        let centred = x2.clone() - per_row(local_mean.clone(), n);
+        let local_var = centred
             .clone()
             .square()
             .sum_dim(1)
             .reshape([n, c])
             .sum_dim(0)
-            .div_scalar(count); // biased, [1, c]
+            .div_scalar(local_count); // biased, [1, c]
+
+        let row = Tensor::cat(vec![local_mean.clone(), local_var.clone()], 1);
+        let (mean, var, centred, count) = match crate::batch_stats_sync::gather_rows(row) {
+            None => (local_mean, local_var, centred, local_count),
+            Some(rows) => {
+                let g = rows.dims()[0];
+                let means = rows.clone().slice([0..g, 0..c]);
+                let vars = rows.slice([0..g, c..2 * c]);
+                let mean = means.clone().mean_dim(0);
+                let spread = (means - mean.clone().repeat_dim(0, g)).square().mean_dim(0);
+                let var = vars.mean_dim(0) + spread;
+                let centred = x2 - per_row(mean.clone(), n);
+                (mean, var, centred, local_count * g as f64)
+            }
+        };
 
         let m = self.momentum;
         let unbiased = if count > 1.0 {
@@ -233,5 +253,68 @@ mod tests {
         let gg2 = theirs.gamma.val().grad(&g2).unwrap();
         gg1.into_data()
             .assert_approx_eq::<f32>(&gg2.into_data(), Tolerance::absolute(1e-4));
+    }
+
+    /// A sync group of two where the other device's statistics are fixed: the output on this
+    /// device must be BatchNorm over both devices' data (closed form), rows of this device.
+    #[test]
+    fn synchronised_statistics_equal_batch_norm_over_the_concatenated_batch() {
+        use crate::batch_stats_sync::{with_batch_stats_sync, BatchStatsSync};
+        use std::any::Any;
+        use std::sync::Arc;
+        struct OtherDevice(Vec<f32>);
+        impl BatchStatsSync for OtherDevice {
+            fn group_size(&self) -> usize {
+                2
+            }
+            fn gather(&self, row: Box<dyn Any>) -> Box<dyn Any> {
+                let mine = *row.downcast::<Tensor<AB, 2>>().unwrap();
+                let k = self.0.len();
+                let other = Tensor::<AB, 2>::from_data(
+                    TensorData::new(self.0.clone(), [1, k]),
+                    &mine.device(),
+                );
+                Box::new(Tensor::cat(vec![mine, other], 0))
+            }
+        }
+        let dev = Default::default();
+        let (n, c, s) = (2, 3, 5);
+        let mine = Tensor::<AB, 3>::random([n, c, s], Distribution::Normal(1.0, 2.0), &dev);
+        let theirs = Tensor::<AB, 3>::random([n, c, s], Distribution::Normal(-1.0, 0.5), &dev);
+        let (xm, xt) = (
+            mine.to_data().to_vec::<f32>().unwrap(),
+            theirs.to_data().to_vec::<f32>().unwrap(),
+        );
+        // The other device's row: its per-channel mean and biased variance.
+        let mut row = vec![0f32; 2 * c];
+        for ch in 0..c {
+            let v: Vec<f64> = (0..n)
+                .flat_map(|i| (0..s).map(move |j| (i * c + ch) * s + j))
+                .map(|k| xt[k] as f64)
+                .collect();
+            let m = v.iter().sum::<f64>() / v.len() as f64;
+            row[ch] = m as f32;
+            row[c + ch] = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64) as f32;
+        }
+        let bn = BatchNorm3d::<AB>::new(c, 1e-5, 0.1, &dev);
+        let y = with_batch_stats_sync(Arc::new(OtherDevice(row)), || bn.forward(mine));
+        let all = [xm, xt].concat();
+        let (yr, means, _) = reference(&all, 2 * n, c, s, &[1.0; 3], &[0.0; 3]);
+        y.into_data().assert_approx_eq::<f32>(
+            &TensorData::new(yr[..n * c * s].to_vec(), [n, c, s]),
+            Tolerance::absolute(1e-4),
+        );
+        let rm: Vec<f32> = means.iter().map(|m| (0.1 * m) as f32).collect();
+        bn.running_mean
+            .value_sync()
+            .into_data()
+            .assert_approx_eq::<f32>(&TensorData::new(rm, [c]), Tolerance::absolute(1e-4));
+        // Outside the scope BatchNorm is per-device again.
+        let x = Tensor::<AB, 3>::random([n, c, s], Distribution::Normal(0.0, 1.0), &dev);
+        let (local, _, _) = reference(&x.to_data().to_vec::<f32>().unwrap(), n, c, s, &[1.0; 3], &[0.0; 3]);
+        bn.forward(x).into_data().assert_approx_eq::<f32>(
+            &TensorData::new(local, [n, c, s]),
+            Tolerance::absolute(1e-4),
+        );
     }
 }

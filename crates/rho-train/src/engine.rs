@@ -5,10 +5,15 @@
 //! Gradient accumulation trains the same global batch on a small machine; BatchNorm then sees
 //! micro-batch statistics, so it is not the same run as the large batch (as in any framework).
 
+use std::sync::Arc;
+
 use burn::tensor::{backend::AutodiffBackend, Tensor, TensorData};
 use rho_data::sampler::ClipSamplerConfig;
 use rho_data::{LoaderConfig, ShortVideoPolicy, VideoIndex, VideoLoader};
-use rho_objectives::{Method, MethodKind, SingleDevice, SslNetwork, StepContext};
+use rho_model::BatchStatsSync;
+use rho_objectives::{Collectives, Method, MethodKind, SingleDevice, SslNetwork, StepContext};
+
+use crate::distributed::{CollectiveError, DeviceGroup};
 
 use crate::optim::{GroupedOptimizer, SgdRule};
 use crate::recipe::{OptimizerKind, Recipe};
@@ -25,6 +30,20 @@ pub enum TrainError {
     Stopped(String),
     #[error(transparent)]
     Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    #[error(transparent)]
+    Collective(#[from] CollectiveError),
+    #[error("rank {rank}: {source}")]
+    Rank {
+        rank: usize,
+        source: Box<TrainError>,
+    },
+}
+
+/// One rank's place in a data-parallel run (see [`crate::distributed`]).
+pub struct RankContext<B: AutodiffBackend> {
+    pub group: Arc<DeviceGroup<B>>,
+    /// Ranks sharing this machine's CPUs: the loader's workers are divided among them.
+    pub local_ranks: usize,
 }
 
 /// How to run beyond the recipe.
@@ -86,6 +105,7 @@ pub fn loader_config(recipe: &Recipe) -> LoaderConfig {
         short_videos: ShortVideoPolicy::Pad,
         frame_folder_fps: 30.0,
         views: Default::default(),
+        shard: Default::default(),
     }
 }
 
@@ -128,15 +148,61 @@ pub fn pretrain_monitored<B: AutodiffBackend>(
     recipe: &Recipe,
     device: &B::Device,
     opts: RunOptions,
+    on_step: impl FnMut(&StepLog),
+    on_epoch: impl FnMut(u64, &SslNetwork<B>) -> Result<(), TrainError>,
+) -> Result<SslNetwork<B>, TrainError> {
+    pretrain_rank(recipe, device, opts, None, on_step, on_epoch)
+}
+
+/// Serialises network initialisation between the in-process ranks: a seeded init on a shared
+/// device RNG must not interleave, or rank 0 would not get the single-process weights.
+static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// [`pretrain_monitored`] as one rank of a data-parallel run (`rank: None` is a single device).
+///
+/// Every rank loads its shard of each global batch, runs the method with the group's
+/// collectives (and SyncBatchNorm when `model.sync_bn` asks), and applies the gradients
+/// averaged over the ranks, so the replicas stay identical and a step equals the single-device
+/// step on the whole batch. Only rank 0 logs, checkpoints and calls `on_epoch`.
+pub fn pretrain_rank<B: AutodiffBackend>(
+    recipe: &Recipe,
+    device: &B::Device,
+    opts: RunOptions,
+    rank: Option<&RankContext<B>>,
     mut on_step: impl FnMut(&StepLog),
     mut on_epoch: impl FnMut(u64, &SslNetwork<B>) -> Result<(), TrainError>,
 ) -> Result<SslNetwork<B>, TrainError> {
     use burn::module::Module;
     use burn::record::Recorder;
     let max_steps = opts.max_steps;
+    let (me, world) = rank.map_or((0, 1), |r| (r.group.transport().rank(), r.group.transport().world_size()));
+    let lead = me == 0;
+    let sync_bn = recipe
+        .model
+        .sync_bn
+        .group_size(world)
+        .map_err(TrainError::Stopped)?;
+    if !recipe.batch.is_multiple_of(world * recipe.optim.accumulation) {
+        return Err(TrainError::Stopped(format!(
+            "batch {} does not split into {world} devices × optim.accumulation {}; make it a multiple of {}",
+            recipe.batch,
+            recipe.optim.accumulation,
+            world * recipe.optim.accumulation
+        )));
+    }
+    if recipe.batch / (world * recipe.optim.accumulation) < 2 && sync_bn == 1 {
+        return Err(TrainError::Stopped(format!(
+            "a batch of {} over {world} devices leaves {} video(s) per device and micro-batch; BatchNorm needs 2 (raise batch, or set model.sync_bn = \"all\")",
+            recipe.batch,
+            recipe.batch / (world * recipe.optim.accumulation)
+        )));
+    }
     let index = load_index(recipe)?;
     preflight(recipe, &index)?;
     if let Some(limit) = opts.memory_limit {
+        let mut per_device = recipe.clone();
+        per_device.batch /= world;
+        let recipe = &per_device;
         let est = crate::memory::estimate(recipe)?;
         if est.total() > limit {
             let a = recipe.optim.accumulation;
@@ -155,13 +221,23 @@ pub fn pretrain_monitored<B: AutodiffBackend>(
             )));
         }
     }
-    B::seed(device, recipe.seed);
-    let mut loader = VideoLoader::new(index, loader_config(recipe))?;
+    let mut lcfg = loader_config(recipe);
+    if let Some(r) = rank {
+        lcfg.shard = rho_data::Shard { rank: me, world };
+        lcfg.workers = (lcfg.workers / r.local_ranks.max(1)).max(1);
+    }
+    let mut loader = VideoLoader::new(index, lcfg)?;
     let iters = loader.batches_per_epoch();
-    let backbone = rho_model::ResNet3dConfig::preset(&recipe.model.arch)?.try_init::<B>(device)?;
     let mcfg = recipe.method_config();
-    let mut net = mcfg.build_network(backbone, device);
-    let mut method = Method::new(mcfg.clone(), &net, device)?;
+    let (mut net, mut method) = {
+        let _init = INIT.lock().unwrap_or_else(|e| e.into_inner());
+        B::seed(device, recipe.seed);
+        let backbone =
+            rho_model::ResNet3dConfig::preset(&recipe.model.arch)?.try_init::<B>(device)?;
+        let net = mcfg.build_network(backbone, device);
+        let method = Method::new(mcfg.clone(), &net, device)?;
+        (net, method)
+    };
     let o = &recipe.optim;
     let rule = SgdRule {
         momentum: o.momentum,
@@ -194,6 +270,28 @@ pub fn pretrain_monitored<B: AutodiffBackend>(
         loader.set_position(ck.meta.position);
         step = ck.meta.step;
     }
+    if let Some(r) = rank {
+        // Every rank starts from rank 0's state, checked bit-identical.
+        let t = r.group.transport().as_ref();
+        net = crate::distributed::broadcast_from_rank0(net, t, "online network")?;
+        if let Some(tg) = method.target.as_mut() {
+            tg.target =
+                crate::distributed::broadcast_from_rank0(tg.target.clone(), t, "momentum encoder")?;
+        }
+        if let Some(q) = method.queue.as_mut() {
+            let [k, d] = q.keys.dims();
+            let mine = q.keys.clone().reshape([k * d]);
+            let mine = if me == 0 { mine } else { mine.zeros_like() };
+            q.keys = t.all_reduce_sum(mine, "MoCo queue: broadcast from rank 0")?.reshape([k, d]);
+        }
+    }
+    let coll: &dyn Collectives<B> = match rank {
+        Some(r) => r.group.as_ref(),
+        None => &SingleDevice,
+    };
+    let bn_sync: Option<Arc<dyn BatchStatsSync>> = rank
+        .filter(|_| sync_bn > 1)
+        .map(|r| r.group.clone() as Arc<dyn BatchStatsSync>);
     let mut opt = GroupedOptimizer::new(&net, rule, o.bn_weight_decay);
     if let Some((p, ck)) = &resume {
         opt = opt
@@ -228,7 +326,7 @@ pub fn pretrain_monitored<B: AutodiffBackend>(
             // Gradient accumulation: `accum` micro-batches, each a separate forward (so BatchNorm
             // sees micro-batch statistics), gradients summed, one optimiser step.
             let accum = recipe.optim.accumulation;
-            let micro = b / accum;
+            let micro = b / accum; // `b` is this rank's shard
             let (mut metrics, mut grads_bn, mut grads_rest) =
                 (std::collections::BTreeMap::new(), None, None);
             net = method.prepare(net);
@@ -248,17 +346,12 @@ pub fn pretrain_monitored<B: AutodiffBackend>(
                     total_epochs: recipe.epochs,
                     update_target: part == 0,
                 };
-                let out = method.step(&net, &clips, ctx, &SingleDevice)?;
-                let loss = out.metrics.get("loss").copied().unwrap_or(f64::NAN);
-                if !loss.is_finite() {
-                    return Err(TrainError::Stopped(format!("the loss is {loss} at step {step} (epoch {epoch:.3}); lower the learning rate")));
-                }
-                if out.metrics.get("emb_std").is_some_and(|s| *s < 1e-4) {
-                    return Err(TrainError::Stopped(format!(
-                        "embeddings collapsed at step {step} (std {:.2e})",
-                        out.metrics["emb_std"]
-                    )));
-                }
+                let out = match &bn_sync {
+                    Some(sync) => rho_model::with_batch_stats_sync(sync.clone(), || {
+                        method.step(&net, &clips, ctx, coll)
+                    }),
+                    None => method.step(&net, &clips, ctx, coll),
+                }?;
                 for (k, val) in &out.metrics {
                     *metrics.entry(*k).or_insert(0.0) += val / accum as f64;
                 }
@@ -269,24 +362,48 @@ pub fn pretrain_monitored<B: AutodiffBackend>(
                     grads_rest = Some(accumulate_grads(&net, grads_rest, gr));
                 }
             }
+            if let Some(r) = rank {
+                metrics = average_metrics::<B>(metrics, r, device)?;
+            }
+            let loss = metrics.get("loss").copied().unwrap_or(f64::NAN);
+            if !loss.is_finite() {
+                return Err(TrainError::Stopped(format!(
+                    "the loss is {loss} at step {step} (epoch {epoch:.3}); lower the learning rate"
+                )));
+            }
+            if let Some(std) = metrics.get("emb_std").filter(|s| **s < 1e-4) {
+                return Err(TrainError::Stopped(format!(
+                    "embeddings collapsed at step {step} (std {std:.2e})"
+                )));
+            }
+            if let (Some(r), Some(gb), Some(gr)) = (rank, grads_bn.as_mut(), grads_rest.as_mut()) {
+                let t = r.group.transport().as_ref();
+                let avg = crate::distributed::average_gradients(&net, gb.grads(), t, "gradients (BatchNorm)")?;
+                gb.accumulate(&net, avg);
+                let avg = crate::distributed::average_gradients(&net, gr.grads(), t, "gradients")?;
+                gr.accumulate(&net, avg);
+            }
             if let (Some(mut gb), Some(mut gr)) = (grads_bn, grads_rest) {
                 net = opt.step_split(lr, net, gb.grads(), gr.grads());
             }
-            on_step(&StepLog {
-                step,
-                epoch,
-                lr,
-                skipped,
-                metrics,
-                data_wait_s,
-                step_s: waited.elapsed().as_secs_f64(),
-                clips: b * v,
-                total_steps: total,
-            });
+            if lead {
+                on_step(&StepLog {
+                    step,
+                    epoch,
+                    lr,
+                    skipped,
+                    metrics,
+                    data_wait_s,
+                    step_s: waited.elapsed().as_secs_f64(),
+                    clips: b * v * world,
+                    total_steps: total,
+                });
+            }
             step += 1;
-            if opts
-                .checkpoint_every
-                .is_some_and(|every| every > 0 && step % every == 0)
+            if lead
+                && opts
+                    .checkpoint_every
+                    .is_some_and(|every| every > 0 && step % every == 0)
             {
                 // The position of the next batch: what a resumed run must start from.
                 let cursor = batch.position.cursor + 1;
@@ -309,7 +426,7 @@ pub fn pretrain_monitored<B: AutodiffBackend>(
             }
         }
         drop(batches);
-        if epoch_done {
+        if epoch_done && lead {
             on_epoch(epoch0 + 1, &net)?;
         }
     }
@@ -418,6 +535,29 @@ pub fn preflight(recipe: &Recipe, index: &VideoIndex) -> Result<(), TrainError> 
         }
     }
     Ok(())
+}
+
+/// The ranks' metrics averaged (one small all-reduce; every rank then takes the same decisions,
+/// e.g. stopping on a NaN loss together).
+fn average_metrics<B: AutodiffBackend>(
+    metrics: std::collections::BTreeMap<&'static str, f64>,
+    r: &RankContext<B>,
+    device: &B::Device,
+) -> Result<std::collections::BTreeMap<&'static str, f64>, TrainError> {
+    let t = r.group.transport();
+    let values: Vec<f32> = metrics.values().map(|v| *v as f32).collect();
+    let n = values.len();
+    let sum = t.all_reduce_sum(
+        Tensor::from_data(TensorData::new(values, [n]), device),
+        "step metrics",
+    )?;
+    let sum = sum.into_data().to_vec::<f32>().unwrap_or_default();
+    let w = t.world_size() as f64;
+    Ok(metrics
+        .keys()
+        .zip(sum)
+        .map(|(k, v)| (*k, v as f64 / w))
+        .collect())
 }
 
 fn accumulate_grads<B: AutodiffBackend>(

@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod dataset;
+pub mod distributed;
 pub mod engine;
 pub mod eval;
 pub mod memory;
@@ -12,7 +13,11 @@ pub mod recipe;
 pub mod schedule;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
-pub use engine::{pretrain, pretrain_monitored, pretrain_with, RunOptions, StepLog, TrainError};
+pub use distributed::pretrain_data_parallel;
+pub use engine::{
+    pretrain, pretrain_monitored, pretrain_rank, pretrain_with, RankContext, RunOptions, StepLog,
+    TrainError,
+};
 pub use optim::{GroupedOptimizer, SgdRule};
 pub use recipe::{Recipe, RecipeError};
 pub use schedule::{scale_lr, CosineSchedule};

@@ -36,6 +36,70 @@ pub struct Recipe {
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
     pub arch: String,
+    /// BatchNorm across devices: "off" (per device), "all", or a group size such as 8 (the
+    /// paper's "SyncBN 8"; PySlowFast's BN.NUM_SYNC_DEVICES). Only matters with several devices.
+    #[serde(default)]
+    pub sync_bn: SyncBn,
+}
+
+/// How BatchNorm statistics are shared between data-parallel devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncBn {
+    /// Each device normalises with its own shard's statistics.
+    #[default]
+    Off,
+    /// One group over every device.
+    All,
+    /// Groups of this many consecutive ranks.
+    Group(usize),
+}
+
+impl SyncBn {
+    /// The sync-group size on `world` devices (1: per-device BatchNorm). A group larger than the
+    /// world is the whole world (a 64-GPU recipe's "SyncBN 8" on 2 devices syncs both).
+    pub fn group_size(self, world: usize) -> Result<usize, String> {
+        let g = match self {
+            SyncBn::Off => 1,
+            SyncBn::All => world,
+            SyncBn::Group(g) => g.min(world),
+        };
+        if g == 0 || !world.is_multiple_of(g) {
+            return Err(format!(
+                "model.sync_bn = {g} does not divide the {world} devices into equal groups; use a divisor of {world}, \"all\" or \"off\""
+            ));
+        }
+        Ok(g)
+    }
+}
+
+impl Serialize for SyncBn {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            SyncBn::Off => s.serialize_str("off"),
+            SyncBn::All => s.serialize_str("all"),
+            SyncBn::Group(g) => s.serialize_u64(*g as u64),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SyncBn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Name(String),
+            Group(u64),
+        }
+        match Repr::deserialize(d)? {
+            Repr::Name(n) if n == "off" => Ok(SyncBn::Off),
+            Repr::Name(n) if n == "all" => Ok(SyncBn::All),
+            Repr::Group(0) | Repr::Group(1) => Ok(SyncBn::Off),
+            Repr::Group(g) => Ok(SyncBn::Group(g as usize)),
+            Repr::Name(n) => Err(serde::de::Error::custom(format!(
+                "sync_bn = \"{n}\": expected \"off\", \"all\" or a group size such as 8"
+            ))),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

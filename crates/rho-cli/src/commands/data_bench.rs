@@ -194,6 +194,7 @@ fn run_loader(a: &DataBenchArgs, index: rho_data::VideoIndex) -> Result<()> {
         short_videos: ShortVideoPolicy::Pad,
         frame_folder_fps: 30.0,
         views: Default::default(),
+        shard: Default::default(),
     };
     let views = cfg.views();
     let mut loader = VideoLoader::new(index, cfg)?;

@@ -36,6 +36,7 @@ fn base_loader(r: &EvalRecipe, batch: usize) -> LoaderConfig {
         short_videos: ShortVideoPolicy::Pad,
         frame_folder_fps: 30.0,
         views: ViewMode::Single,
+        shard: Default::default(),
     }
 }
 
