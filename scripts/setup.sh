@@ -2,14 +2,16 @@
 # Installs what rho's build and tests need on Debian/Ubuntu, only where it is missing.
 # Idempotent: a second run changes nothing.
 #
-#   scripts/setup.sh            system packages (C toolchain, pkg-config, libclang, FFmpeg dev libs)
+#   scripts/setup.sh            system packages (C toolchain, pkg-config, libclang, FFmpeg dev libs,
+#                               Open MPI for multi-process training)
 #   scripts/setup.sh --python   also a .venv with PyTorch, pytorchvideo, torchvision, safetensors
 #                               for scripts/ (parity fixtures, export check, PyTorch baselines)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential pkg-config libclang-dev clang
-          libavcodec-dev libavformat-dev libavutil-dev libswscale-dev ffmpeg)
+          libavcodec-dev libavformat-dev libavutil-dev libswscale-dev ffmpeg
+          libopenmpi-dev openmpi-bin)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

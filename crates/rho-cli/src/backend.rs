@@ -52,10 +52,12 @@ impl BackendKind {
     }
 }
 
-/// Runs `$body` with `B` bound to the chosen backend type and `$dev` to its device.
+/// Runs `$body` with `B` bound to the chosen backend type, `$dev` to its device and `$at` to a
+/// function from a device index to a device (data parallelism; CPU backends have one device,
+/// which the replicas share).
 #[macro_export]
 macro_rules! with_backend {
-    ($kind:expr, $index:expr, |$B:ident, $dev:ident| $body:expr) => {{
+    ($kind:expr, $index:expr, |$B:ident, $dev:ident, $at:ident| $body:expr) => {{
         use $crate::backend::BackendKind;
         match $kind {
             #[cfg(feature = "flex")]
@@ -63,6 +65,7 @@ macro_rules! with_backend {
                 type $B = burn::backend::Flex;
                 let $dev = Default::default();
                 let _ = $index;
+                let $at = |_: usize| Default::default();
                 $body
             }
             #[cfg(feature = "ndarray")]
@@ -70,18 +73,21 @@ macro_rules! with_backend {
                 type $B = burn::backend::NdArray<f32>;
                 let $dev = Default::default();
                 let _ = $index;
+                let $at = |_: usize| Default::default();
                 $body
             }
             #[cfg(feature = "wgpu")]
             BackendKind::Wgpu => {
                 type $B = burn::backend::Wgpu;
                 let $dev = burn::backend::wgpu::WgpuDevice::DiscreteGpu($index);
+                let $at = burn::backend::wgpu::WgpuDevice::DiscreteGpu;
                 $body
             }
             #[cfg(feature = "cuda")]
             BackendKind::Cuda => {
                 type $B = burn::backend::Cuda;
                 let $dev = burn::backend::cuda::CudaDevice::new($index);
+                let $at = burn::backend::cuda::CudaDevice::new;
                 $body
             }
             #[allow(unreachable_patterns)]

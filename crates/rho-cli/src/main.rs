@@ -84,13 +84,13 @@ fn run() -> Result<()> {
     }
     let kind = BackendKind::resolve(cli.backend)?;
     let name = format!("{kind:?}").to_lowercase();
-    with_backend!(kind, cli.device, |B, dev| match &cli.command {
+    with_backend!(kind, cli.device, |B, dev, at| match &cli.command {
         Command::Embed(a) => embed::run::<B>(a, dev),
         Command::Convert(a) => convert::run::<B>(a, dev),
         Command::Init(a) => init::run::<B>(a, dev),
         Command::Models => models::run::<B>(dev),
         Command::Bench(c) => bench::run::<B>(c, &name, dev),
-        Command::Pretrain(a) => pretrain::run::<B>(a, &name, dev),
+        Command::Pretrain(a) => pretrain::run::<B>(a, &name, dev, at),
         Command::Eval(c) => eval::run::<B>(c, &name, dev),
         Command::Demo(a) => demo::run::<B>(a, &name, dev),
         Command::MakeClip(_) | Command::Synth(_) | Command::Data(_) => {

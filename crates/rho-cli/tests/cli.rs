@@ -439,3 +439,119 @@ fn synth_and_every_eval_command() {
     let (ok, log) = eval("knn", &["--weights", "/nonexistent.rho"], "bad");
     assert!(!ok && log.contains("/nonexistent.rho"), "{log}");
 }
+
+/// Every tensor of a safetensors file, by name.
+fn tensors(path: &Path) -> std::collections::BTreeMap<String, Vec<f32>> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let v = view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            (name, v)
+        })
+        .collect()
+}
+
+fn losses(run_dir: &Path) -> Vec<f64> {
+    std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["metrics"]["loss"].as_f64())
+        .collect()
+}
+
+/// `rho pretrain` on one device, on two in-process devices (`--devices 2`), and as two MPI
+/// processes (`mpirun -np 2`): the same losses and the same backbone, for every method, with
+/// SyncBatchNorm over both halves of the batch.
+#[test]
+fn data_parallel_runs_match_the_single_device_run_in_process_and_under_mpirun() {
+    let d = tmp("dp");
+    rho_data::synthetic::test_videos(&d, 8, 64, 48, 15, 2.0).unwrap();
+    let mpirun = Command::new("mpirun").arg("--version").output().is_ok();
+    assert!(
+        mpirun || !cfg!(feature = "mpi"),
+        "mpirun not found: scripts/setup.sh installs Open MPI (openmpi-bin)"
+    );
+    // Moderate learning rates: at LARS 0.3 the float rounding of the pooled statistics (1e-7)
+    // grows to 1e-2 in BatchNorm's γ within three steps of this 4-video batch (measured), which
+    // would hide the comparison.
+    let lars = "optimizer = \"lars\"\nbase_lr = 0.05\nweight_decay = 1e-6";
+    for (method, optim, steps) in [
+        ("kind = \"simclr\"", lars, 3),
+        ("kind = \"byol\"", lars, 3),
+        ("kind = \"swav\"\nprototypes = 10", lars, 3),
+        ("kind = \"moco\"\nqueue_len = 8", "optimizer = \"sgd\"\nbase_lr = 0.05\nweight_decay = 1e-4", 4),
+    ] {
+        let out = |name: &str| d.join(format!("{}-{name}", &method[8..12]));
+        let recipe = d.join("r.toml");
+        tiny_recipe(&recipe, &d, &d.join("unused"), 4, method, optim);
+        let text = std::fs::read_to_string(&recipe)
+            .unwrap()
+            .replace("batch = 2", "batch = 4")
+            .replace("reference_batch = 2", "reference_batch = 4")
+            .replace("[model]\n", "[model]\nsync_bn = \"all\"\n");
+        std::fs::write(&recipe, text).unwrap();
+        let args = |o: PathBuf| {
+            vec![
+                "pretrain".to_string(),
+                "--config".into(),
+                recipe.display().to_string(),
+                "--max-steps".into(),
+                steps.to_string(),
+                "--set".into(),
+                format!("output=\"{}\"", o.display()),
+            ]
+        };
+        let (ok, log) = run(rho().args(args(out("one"))));
+        assert!(ok, "{log}");
+        let mut init = args(out("init"));
+        init[4] = "0".into();
+        let (ok, log) = run(rho().args(init));
+        assert!(ok, "{log}");
+        let (ok, log) = run(rho().args(args(out("two"))).args(["--devices", "2"]));
+        assert!(ok, "{log}");
+        assert!(log.contains("data parallel: 2 devices"), "{log}");
+        let mut runs = vec![out("two")];
+        if mpirun && cfg!(feature = "mpi") {
+            let (ok, log) = run(Command::new("mpirun")
+                .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+                .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+                .args(["--oversubscribe", "-np", "2"])
+                .arg(env!("CARGO_BIN_EXE_rho"))
+                .args(args(out("mpi"))));
+            assert!(ok, "{log}");
+            assert!(log.contains("over 2 processes"), "{log}");
+            runs.push(out("mpi"));
+        }
+        let (l1, w1) = (losses(&out("one")), tensors(&out("one").join("backbone.safetensors")));
+        let w0 = tensors(&out("init").join("backbone.safetensors"));
+        // How far the steps moved any value: the scale "equal" is measured against.
+        let moved = w1
+            .iter()
+            .flat_map(|(k, a)| a.iter().zip(&w0[k]).map(|(x, y)| (x - y).abs()))
+            .fold(0f32, f32::max);
+        assert_eq!(l1.len(), steps, "{method}");
+        for r in runs {
+            let (l2, w2) = (losses(&r), tensors(&r.join("backbone.safetensors")));
+            for (a, b) in l1.iter().zip(&l2) {
+                assert!((a - b).abs() < 1e-4 * a.abs().max(1.0), "{method} {}: losses {l1:?} vs {l2:?}", r.display());
+            }
+            assert_eq!(w1.len(), w2.len());
+            let gap = w1
+                .iter()
+                .flat_map(|(k, a)| a.iter().zip(&w2[k]).map(|(x, y)| (x - y).abs()))
+                .fold(0f32, f32::max);
+            assert!(
+                gap < 1e-3 * moved,
+                "{method} {}: weights differ by {gap:.2e}; the steps moved them by {moved:.2e}",
+                r.display()
+            );
+        }
+    }
+}

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::backend::{Autodiff, Flex};
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use burn::tensor::Tensor;
 use rho_train::{pretrain, pretrain_data_parallel, Recipe, RunOptions};
 
@@ -53,16 +53,17 @@ warmup_start_lr = 0.01
     Recipe::parse(&text, "test", &[]).unwrap()
 }
 
-/// Every float tensor of a network (parameters and running statistics), in traversal order.
+/// Every float tensor of a network (parameters and running statistics, with their pending
+/// per-thread updates folded in, as saving does), in traversal order.
 fn values(net: &rho_objectives::SslNetwork<AB>) -> Vec<f32> {
     struct Collect(Vec<f32>);
-    impl ModuleVisitor<AB> for Collect {
-        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<AB, D>>) {
+    impl ModuleVisitor<Flex> for Collect {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<Flex, D>>) {
             self.0.extend(p.val().into_data().to_vec::<f32>().unwrap());
         }
     }
     let mut c = Collect(Vec::new());
-    net.visit(&mut c);
+    net.valid().visit(&mut c);
     c.0
 }
 
@@ -197,4 +198,133 @@ fn runs_that_cannot_split_are_refused_with_the_fix() {
     r.batch = 8;
     let e = run(&r, 4);
     assert!(e.contains("model.sync_bn = 3"), "{e}");
+}
+
+/// Runs `f(rank, group)` on two in-process ranks and returns their results in rank order.
+fn on_two_ranks<R: Send + 'static>(
+    sync_bn: usize,
+    f: impl Fn(usize, &std::sync::Arc<rho_train::distributed::DeviceGroup<AB>>) -> R + Send + Sync + 'static,
+) -> Vec<R> {
+    use rho_train::distributed::{DeviceGroup, LocalTransport, Watch};
+    use std::sync::Arc;
+    burn::collective::reset_collective::<Flex>();
+    let watch = Watch::new(2);
+    let f = Arc::new(f);
+    let handles: Vec<_> = (0..2)
+        .map(|rank| {
+            let (watch, f) = (watch.clone(), f.clone());
+            std::thread::spawn(move || {
+                let t = LocalTransport::<Flex>::register(rank, 2, &Default::default(), watch).unwrap();
+                let t = Arc::new(t);
+                let group = Arc::new(DeviceGroup::<AB>::new(t.clone(), sync_bn));
+                let r = f(rank, &group);
+                t.finish();
+                r
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+fn assert_close(a: &[f32], b: &[f32], tol: f32, what: &str) {
+    let gap = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    let scale = a.iter().map(|x| x.abs()).fold(0f32, f32::max);
+    eprintln!("{what}: gap {gap:.3e} at scale {scale:.3e}");
+    assert!(gap <= tol * scale.max(1e-6), "{what}: gap {gap:.3e} at scale {scale:.3e}");
+}
+
+/// SimCLR's loss over a gathered batch: the gradient each rank gets for its rows (through the
+/// differentiable gather) is the single-device gradient of the whole batch's loss.
+#[test]
+fn gathered_nt_xent_gradients_equal_the_single_device_ones() {
+    use burn::tensor::{Distribution, TensorData};
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dev = Default::default();
+    let (n, d) = (4, 8);
+    let z0 = Tensor::<AB, 2>::random([n, d], Distribution::Normal(0.0, 1.0), &dev);
+    let z1 = Tensor::<AB, 2>::random([n, d], Distribution::Normal(0.0, 1.0), &dev);
+    let (v0, v1) = (z0.to_data(), z1.to_data());
+    let single = {
+        let (a, b) = (z0.require_grad(), z1.require_grad());
+        let loss = rho_objectives::ntxent::nt_xent(a.clone(), b.clone(), 0.1, &rho_objectives::SingleDevice);
+        let g = loss.clone().backward();
+        let ga = a.grad(&g).unwrap().into_data().to_vec::<f32>().unwrap();
+        let gb = b.grad(&g).unwrap().into_data().to_vec::<f32>().unwrap();
+        (loss.into_scalar(), ga, gb)
+    };
+    let parts = on_two_ranks(1, move |rank, group| {
+        let dev = Default::default();
+        let rows = |v: &TensorData| {
+            let all = v.to_vec::<f32>().unwrap();
+            let h = n / 2;
+            Tensor::<AB, 2>::from_data(TensorData::new(all[rank * h * d..(rank + 1) * h * d].to_vec(), [h, d]), &dev)
+                .require_grad()
+        };
+        let (a, b) = (rows(&v0), rows(&v1));
+        let loss = rho_objectives::ntxent::nt_xent(a.clone(), b.clone(), 0.1, group.as_ref());
+        let g = loss.clone().backward();
+        let ga = a.grad(&g).unwrap().into_data().to_vec::<f32>().unwrap();
+        let gb = b.grad(&g).unwrap().into_data().to_vec::<f32>().unwrap();
+        (loss.into_scalar(), ga, gb)
+    });
+    let loss = (parts[0].0 + parts[1].0) / 2.0;
+    assert!((loss - single.0).abs() < 1e-5, "{loss} vs {}", single.0);
+    // Each rank's gradient is of the sum of the ranks' losses: halve it for the mean.
+    let ga: Vec<f32> = parts.iter().flat_map(|p| p.1.iter().map(|x| x / 2.0)).collect();
+    let gb: Vec<f32> = parts.iter().flat_map(|p| p.2.iter().map(|x| x / 2.0)).collect();
+    assert_close(&single.1, &ga, 1e-4, "d/dz0");
+    assert_close(&single.2, &gb, 1e-4, "d/dz1");
+}
+
+/// SyncBatchNorm on two ranks is BatchNorm over the concatenated batch: outputs, input
+/// gradients, γ/β gradients (summed over the ranks) and running statistics.
+#[test]
+fn sync_batch_norm_on_two_ranks_is_batch_norm_over_the_whole_batch() {
+    use burn::tensor::{Distribution, TensorData};
+    use rho_model::BatchNorm3d;
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dev = Default::default();
+    let (n, c, s) = (4, 3, 10);
+    let x = Tensor::<AB, 3>::random([n, c, s], Distribution::Normal(1.0, 2.0), &dev);
+    let w = Tensor::<AB, 3>::random([n, c, s], Distribution::Normal(0.0, 1.0), &dev);
+    let (xv, wv) = (x.to_data(), w.to_data());
+    let bn = BatchNorm3d::<AB>::new(c, 1e-5, 0.1, &dev);
+    let x = x.require_grad();
+    let y = bn.forward(x.clone());
+    let g = (y.clone() * w).sum().backward();
+    let single = (
+        y.into_data().to_vec::<f32>().unwrap(),
+        x.grad(&g).unwrap().into_data().to_vec::<f32>().unwrap(),
+        bn.gamma.val().grad(&g).unwrap().into_data().to_vec::<f32>().unwrap(),
+        bn.running_var.value_sync().into_data().to_vec::<f32>().unwrap(),
+    );
+    let parts = on_two_ranks(2, move |rank, group| {
+        let dev = Default::default();
+        let h = n / 2;
+        let rows = |v: &TensorData| {
+            let all = v.to_vec::<f32>().unwrap();
+            Tensor::<AB, 3>::from_data(TensorData::new(all[rank * h * c * s..(rank + 1) * h * c * s].to_vec(), [h, c, s]), &dev)
+        };
+        let bn = BatchNorm3d::<AB>::new(c, 1e-5, 0.1, &dev);
+        let x = rows(&xv).require_grad();
+        let sync: std::sync::Arc<dyn rho_model::BatchStatsSync> = group.clone();
+        let y = rho_model::with_batch_stats_sync(sync, || bn.forward(x.clone()));
+        let g = (y.clone() * rows(&wv)).sum().backward();
+        (
+            y.into_data().to_vec::<f32>().unwrap(),
+            x.grad(&g).unwrap().into_data().to_vec::<f32>().unwrap(),
+            bn.gamma.val().grad(&g).unwrap().into_data().to_vec::<f32>().unwrap(),
+            bn.running_var.value_sync().into_data().to_vec::<f32>().unwrap(),
+        )
+    });
+    let cat = |f: fn(&(Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>)) -> &Vec<f32>| -> Vec<f32> {
+        parts.iter().flat_map(|p| f(p).clone()).collect()
+    };
+    assert_close(&single.0, &cat(|p| &p.0), 1e-5, "output");
+    // The loss of the sum of ranks is the single-device loss: input gradients match as they are.
+    assert_close(&single.1, &cat(|p| &p.1), 1e-4, "d/dx");
+    let gamma: Vec<f32> = parts[0].2.iter().zip(&parts[1].2).map(|(a, b)| a + b).collect();
+    assert_close(&single.2, &gamma, 1e-4, "d/dγ");
+    assert_close(&single.3, &parts[0].3, 1e-5, "running variance (rank 0)");
+    assert_close(&single.3, &parts[1].3, 1e-5, "running variance (rank 1)");
 }

@@ -145,7 +145,8 @@ pub fn run<B: Backend>(a: &DemoArgs, backend: &str, device: B::Device) -> Result
         50,
         None,
         backend,
-        device.clone(),
+        super::pretrain::Parallel::Devices(vec![device.clone()]),
+        f64::INFINITY,
     )?;
 
     // 3. Evaluation: learned versus random, linear probe and kNN.

@@ -47,6 +47,100 @@ pub struct PretrainArgs {
     pub knn_every: Option<u64>,
     #[arg(long)]
     pub knn_config: Option<PathBuf>,
+    /// Data parallelism in this process: a device count (`2`: GPUs 0 and 1; on a CPU backend,
+    /// replicas sharing the CPU) or a list of GPU indices (`0,2`). Each device trains on its
+    /// shard of the global batch. Across processes and nodes, launch under `mpirun`/`srun`
+    /// instead (one process per device; see `rho launch`).
+    #[arg(long, default_value = "1")]
+    pub devices: String,
+    /// Seconds a rank may wait in a collective (a peer crashed or hangs) before the run stops
+    /// with an error naming the rank and the call.
+    #[arg(long, default_value_t = 1800.0)]
+    pub collective_timeout_s: f64,
+}
+
+/// Where a run's replicas live.
+pub enum Parallel<D> {
+    /// One device per entry, in this process (one entry: no data parallelism).
+    Devices(Vec<D>),
+    /// This process is one rank of an MPI job, on `device`.
+    #[cfg(feature = "mpi")]
+    Mpi {
+        transport: std::sync::Arc<rho_train::distributed::MpiTransport>,
+        device: D,
+        local_ranks: usize,
+    },
+}
+
+impl<D> Parallel<D> {
+    fn lead(&self) -> bool {
+        match self {
+            Parallel::Devices(_) => true,
+            #[cfg(feature = "mpi")]
+            Parallel::Mpi { transport, .. } => {
+                rho_train::distributed::Transport::<burn::backend::Flex>::rank(transport.as_ref())
+                    == 0
+            }
+        }
+    }
+}
+
+/// `--devices` as device indices.
+fn device_indices(spec: &str, default_index: usize) -> Result<Vec<usize>> {
+    let bad = || anyhow::anyhow!("--devices `{spec}`: expected a count (`2`) or a list of GPU indices (`0,2`)");
+    if spec.contains(',') {
+        spec.split(',')
+            .map(|x| x.trim().parse::<usize>().map_err(|_| bad()))
+            .collect()
+    } else {
+        let n: usize = spec.trim().parse().map_err(|_| bad())?;
+        if n == 0 {
+            return Err(bad());
+        }
+        Ok(if n == 1 {
+            vec![default_index]
+        } else {
+            (0..n).collect()
+        })
+    }
+}
+
+/// The replicas of a run: `--devices`, or this process's rank when an MPI launcher started it.
+fn parallel<D: Clone>(
+    a: &PretrainArgs,
+    device: D,
+    device_index: usize,
+    at: impl Fn(usize) -> D,
+) -> Result<Parallel<D>> {
+    #[cfg(feature = "mpi")]
+    if let Some(env) = rho_train::distributed::LaunchEnv::detect().filter(|e| e.size > 1) {
+        if a.devices.trim() != "1" {
+            anyhow::bail!(
+                "--devices {} under an MPI launcher ({} ranks): run one process per device instead (mpirun -np <devices>)",
+                a.devices,
+                env.size
+            );
+        }
+        let transport = rho_train::distributed::MpiTransport::init(a.collective_timeout_s)?;
+        let _ = device;
+        return Ok(Parallel::Mpi {
+            transport: std::sync::Arc::new(transport),
+            device: at(env.local_rank),
+            local_ranks: env.local_size,
+        });
+    }
+    #[cfg(not(feature = "mpi"))]
+    if ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"]
+        .iter()
+        .any(|k| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok()).is_some_and(|n| n > 1))
+    {
+        anyhow::bail!("this rho was built without MPI; rebuild with `--features mpi` to run under mpirun");
+    }
+    let idx = device_indices(&a.devices, device_index)?;
+    if idx.len() == 1 {
+        return Ok(Parallel::Devices(vec![device]));
+    }
+    Ok(Parallel::Devices(idx.into_iter().map(at).collect()))
 }
 
 /// The kNN monitor of a run: every `every` epochs on `recipe`'s lists.
@@ -55,7 +149,14 @@ pub struct KnnMonitor {
     pub recipe: rho_train::eval::EvalRecipe,
 }
 
-pub fn run<B: Backend>(a: &PretrainArgs, backend: &str, device: B::Device) -> Result<()> {
+pub fn run<B: Backend>(
+    a: &PretrainArgs,
+    backend: &str,
+    device: B::Device,
+    at: impl Fn(usize) -> B::Device,
+) -> Result<()> {
+    let index = 0;
+    let parallel = parallel(a, device, index, at)?;
     let recipe = Recipe::load(&a.config, &a.overrides)?;
     let resume = match &a.resume {
         None => None,
@@ -97,7 +198,8 @@ pub fn run<B: Backend>(a: &PretrainArgs, backend: &str, device: B::Device) -> Re
         a.plot_every,
         monitor,
         backend,
-        device,
+        parallel,
+        a.collective_timeout_s,
     )
 }
 
@@ -112,9 +214,19 @@ pub fn execute<B: Backend>(
     plot_every: usize,
     monitor: Option<KnnMonitor>,
     backend: &str,
-    device: B::Device,
+    parallel: Parallel<B::Device>,
+    collective_timeout_s: f64,
 ) -> Result<()> {
     let recipe = recipe.clone();
+    if !parallel.lead() {
+        // Ranks other than 0 train silently: rank 0 logs, plots, checkpoints and saves.
+        return run_rank::<B>(&recipe, opts, parallel);
+    }
+    let device = match &parallel {
+        Parallel::Devices(d) => d[0].clone(),
+        #[cfg(feature = "mpi")]
+        Parallel::Mpi { device, .. } => device.clone(),
+    };
     std::fs::create_dir_all(&recipe.output)
         .with_context(|| format!("cannot create {}", recipe.output.display()))?;
     let s = recipe.schedule();
@@ -136,6 +248,25 @@ pub fn execute<B: Backend>(
     );
     for o in overrides {
         eprintln!("  override: {o}");
+    }
+    match &parallel {
+        Parallel::Devices(d) if d.len() > 1 => eprintln!(
+            "  data parallel: {} devices in this process (burn-collective), {} videos each, SyncBN group {}",
+            d.len(),
+            recipe.batch / d.len(),
+            recipe.model.sync_bn.group_size(d.len()).unwrap_or(1)
+        ),
+        #[cfg(feature = "mpi")]
+        Parallel::Mpi { transport, .. } => {
+            let w = rho_train::distributed::Transport::<B>::world_size(transport.as_ref());
+            eprintln!(
+                "  data parallel: {}, {} videos per rank, SyncBN group {}",
+                rho_train::distributed::Transport::<B>::describe(transport.as_ref()),
+                recipe.batch / w,
+                recipe.model.sync_bn.group_size(w).unwrap_or(1)
+            )
+        }
+        _ => {}
     }
     // The run card: the resolved recipe, next to the metrics.
     let card = format!(
@@ -212,11 +343,7 @@ pub fn execute<B: Backend>(
         .save_png(&recipe.output.join("knn.png"));
         Ok(())
     };
-    let net = rho_train::pretrain_monitored::<Autodiff<B>>(
-        &recipe,
-        &device,
-        opts,
-        |log| {
+    let on_step = |log: &rho_train::StepLog| {
             bar.set_length(log.total_steps as u64);
             bar.set_position(log.step as u64 + 1);
             wait_total += log.data_wait_s;
@@ -253,9 +380,8 @@ pub fn execute<B: Backend>(
             {
                 write_err.get_or_insert(e);
             }
-        },
-        on_epoch,
-    )?;
+    };
+    let net = train::<B>(&recipe, opts, parallel, collective_timeout_s, on_step, on_epoch)?;
     bar.finish_and_clear();
     if let Some(e) = write_err {
         return Err(e.context(format!("writing {}", metrics_path.display())));
@@ -276,6 +402,59 @@ pub fn execute<B: Backend>(
         metrics_path.display(),
         out.display()
     );
+    Ok(())
+}
+
+/// Pre-trains on the replicas of `parallel`; returns rank 0's network.
+fn train<B: Backend>(
+    recipe: &Recipe,
+    opts: RunOptions,
+    parallel: Parallel<B::Device>,
+    collective_timeout_s: f64,
+    on_step: impl FnMut(&rho_train::StepLog),
+    on_epoch: impl FnMut(u64, &rho_objectives::SslNetwork<Autodiff<B>>) -> Result<(), rho_train::TrainError>,
+) -> Result<rho_objectives::SslNetwork<Autodiff<B>>> {
+    Ok(match parallel {
+        Parallel::Devices(d) if d.len() == 1 => {
+            rho_train::pretrain_monitored::<Autodiff<B>>(recipe, &d[0], opts, on_step, on_epoch)?
+        }
+        Parallel::Devices(d) => rho_train::pretrain_data_parallel::<Autodiff<B>>(
+            recipe,
+            &d,
+            opts,
+            collective_timeout_s,
+            on_step,
+            on_epoch,
+        )?,
+        #[cfg(feature = "mpi")]
+        Parallel::Mpi {
+            transport,
+            device,
+            local_ranks,
+        } => {
+            use rho_train::distributed::{DeviceGroup, Transport};
+            let world = Transport::<B>::world_size(transport.as_ref());
+            let sync_bn = recipe
+                .model
+                .sync_bn
+                .group_size(world)
+                .map_err(anyhow::Error::msg)?;
+            let ctx = rho_train::RankContext {
+                group: std::sync::Arc::new(DeviceGroup::<Autodiff<B>>::new(transport, sync_bn)),
+                local_ranks,
+            };
+            rho_train::pretrain_rank::<Autodiff<B>>(recipe, &device, opts, Some(&ctx), on_step, on_epoch)?
+        }
+    })
+}
+
+/// A rank other than 0: the same training, no output.
+fn run_rank<B: Backend>(recipe: &Recipe, opts: RunOptions, parallel: Parallel<B::Device>) -> Result<()> {
+    let opts = RunOptions {
+        checkpoint_every: None,
+        ..opts
+    };
+    train::<B>(recipe, opts, parallel, f64::INFINITY, |_| {}, |_, _| Ok(()))?;
     Ok(())
 }
 

@@ -78,12 +78,12 @@ pub fn pretrain_data_parallel<B: AutodiffBackend>(
                             let _ = step_tx.send(Report::Step(log.clone()));
                         },
                         |epoch, net| {
-                            let _ = epoch_tx.send(Report::Epoch(epoch, net.clone()));
+                            let _ = epoch_tx.send(Report::Epoch(epoch, settled(net)));
                             Ok(())
                         },
                     )?;
                     transport.finish();
-                    Ok((rank == 0).then_some(net))
+                    Ok((rank == 0).then(|| settled(&net)))
                 };
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
                     .unwrap_or_else(|p| Err(TrainError::Stopped(panic_message(p))));
@@ -120,6 +120,16 @@ pub fn pretrain_data_parallel<B: AutodiffBackend>(
         }
     }
     net.ok_or_else(|| TrainError::Stopped("rank 0 ended without a network".into()))
+}
+
+/// `net` with BatchNorm's running statistics folded in on this thread. Burn keeps a running
+/// statistic's latest value per updating thread and folds it in only on that thread or on
+/// export; a network handed to another thread would otherwise show the previous step's
+/// statistics there.
+fn settled<B: AutodiffBackend>(net: &SslNetwork<B>) -> SslNetwork<B> {
+    use burn::module::AutodiffModule;
+    let _ = net.valid(); // `valid` folds every pending update into the shared value
+    net.clone()
 }
 
 /// The text of a caught panic.

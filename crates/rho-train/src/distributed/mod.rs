@@ -13,6 +13,8 @@ mod differentiable;
 mod group;
 mod in_process;
 mod local;
+#[cfg(feature = "mpi")]
+mod mpi;
 mod replicas;
 mod transport;
 
@@ -20,5 +22,7 @@ pub use differentiable::{all_reduce_with_grad, ReduceFn};
 pub use group::{describe, DeviceGroup};
 pub use in_process::pretrain_data_parallel;
 pub use local::{LocalTransport, Watch};
+#[cfg(feature = "mpi")]
+pub use mpi::{LaunchEnv, MpiTransport};
 pub use replicas::{average_gradients, broadcast_from_rank0, check_identical};
 pub use transport::{CollectiveError, Transport};
