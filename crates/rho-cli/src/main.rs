@@ -67,8 +67,14 @@ enum DataCommand {
 }
 
 fn main() {
-    if let Err(e) = run() {
+    let result = run();
+    if let Err(e) = &result {
         eprintln!("error: {e:#}");
+    }
+    // Under mpirun: finalise MPI, or after an error abort the job so no rank waits forever.
+    #[cfg(feature = "mpi")]
+    rho_train::distributed::finish_mpi(result.is_ok());
+    if result.is_err() {
         std::process::exit(1);
     }
 }

@@ -555,3 +555,50 @@ fn data_parallel_runs_match_the_single_device_run_in_process_and_under_mpirun() 
         }
     }
 }
+
+/// A rank that fails under mpirun ends the whole job with its error, instead of leaving the
+/// other rank waiting in a collective forever.
+#[test]
+#[cfg(feature = "mpi")]
+fn a_failing_mpi_rank_ends_the_job_with_its_error() {
+    let d = tmp("mpi-fail");
+    rho_data::synthetic::test_videos(&d, 4, 64, 48, 15, 2.0).unwrap();
+    std::fs::write(d.join("file"), "not a folder").unwrap();
+    tiny_recipe(
+        &d.join("r.toml"),
+        &d,
+        &d.join("file/run"), // rank 0 cannot create its output folder
+        1,
+        "kind = \"byol\"",
+        "optimizer = \"lars\"\nbase_lr = 0.05\nweight_decay = 1e-6",
+    );
+    let text = std::fs::read_to_string(d.join("r.toml")).unwrap();
+    std::fs::write(d.join("r.toml"), text.replace("batch = 2", "batch = 4")).unwrap();
+    let mut child = Command::new("mpirun")
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .args(["--oversubscribe", "-np", "2"])
+        .arg(env!("CARGO_BIN_EXE_rho"))
+        .args(["pretrain", "--config"])
+        .arg(d.join("r.toml"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("mpirun (scripts/setup.sh installs Open MPI)");
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed().as_secs() > 120 {
+            let _ = child.kill();
+            panic!("the job hung after rank 0 failed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let out = child.wait_with_output().unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{log}");
+    assert!(log.contains("cannot create"), "{log}");
+}

@@ -32,11 +32,10 @@ pub enum TrainError {
     Checkpoint(#[from] crate::checkpoint::CheckpointError),
     #[error(transparent)]
     Collective(#[from] CollectiveError),
-    #[error("rank {rank}: {source}")]
-    Rank {
-        rank: usize,
-        source: Box<TrainError>,
-    },
+    /// A data-parallel rank failed (the error is the rank's; not a `source`, so that it is
+    /// printed once).
+    #[error("rank {rank}: {error}")]
+    Rank { rank: usize, error: Box<TrainError> },
 }
 
 /// One rank's place in a data-parallel run (see [`crate::distributed`]).
@@ -551,7 +550,11 @@ fn average_metrics<B: AutodiffBackend>(
         Tensor::from_data(TensorData::new(values, [n]), device),
         "step metrics",
     )?;
-    let sum = sum.into_data().to_vec::<f32>().unwrap_or_default();
+    let sum = sum
+        .into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .map_err(|e| TrainError::Stopped(format!("step metrics: {e:?}")))?;
     let w = t.world_size() as f64;
     Ok(metrics
         .keys()

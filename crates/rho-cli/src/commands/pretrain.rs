@@ -443,7 +443,12 @@ fn train<B: Backend>(
                 group: std::sync::Arc::new(DeviceGroup::<Autodiff<B>>::new(transport, sync_bn)),
                 local_ranks,
             };
-            rho_train::pretrain_rank::<Autodiff<B>>(recipe, &device, opts, Some(&ctx), on_step, on_epoch)?
+            let rank = Transport::<B>::rank(ctx.group.transport().as_ref());
+            rho_train::pretrain_rank::<Autodiff<B>>(recipe, &device, opts, Some(&ctx), on_step, on_epoch)
+                .map_err(|e| rho_train::TrainError::Rank {
+                    rank,
+                    error: Box::new(e),
+                })?
         }
     })
 }

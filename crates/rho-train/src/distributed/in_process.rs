@@ -107,7 +107,7 @@ pub fn pretrain_data_parallel<B: AutodiffBackend>(
                 Err(e) => {
                     return Err(TrainError::Rank {
                         rank,
-                        source: Box::new(e),
+                        error: Box::new(e),
                     })
                 }
             },

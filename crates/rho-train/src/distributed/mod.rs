@@ -23,6 +23,6 @@ pub use group::{describe, DeviceGroup};
 pub use in_process::pretrain_data_parallel;
 pub use local::{LocalTransport, Watch};
 #[cfg(feature = "mpi")]
-pub use mpi::{LaunchEnv, MpiTransport};
+pub use mpi::{finish_mpi, LaunchEnv, MpiTransport};
 pub use replicas::{average_gradients, broadcast_from_rank0, check_identical};
 pub use transport::{CollectiveError, Transport};

@@ -52,9 +52,24 @@ impl LaunchEnv {
     }
 }
 
+/// MPI's universe lives until [`finish_mpi`]: dropping it finalises MPI, which must not happen
+/// on an error path while the other ranks wait in a collective (MPI_Finalize would hang there).
+static UNIVERSE: std::sync::Mutex<Option<mpi::environment::Universe>> = std::sync::Mutex::new(None);
+
+/// Ends MPI at process exit: finalises after a successful run; after a failure on a job of
+/// several ranks, aborts the job (so the other ranks stop instead of waiting forever). Call it
+/// after printing the error.
+pub fn finish_mpi(success: bool) {
+    let mut u = UNIVERSE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(universe) = u.take() {
+        if !success && universe.world().size() > 1 {
+            universe.world().abort(1);
+        }
+        drop(universe);
+    }
+}
+
 pub struct MpiTransport {
-    // Dropping the universe finalises MPI: it lives as long as the transport.
-    _universe: mpi::environment::Universe,
     rank: usize,
     size: usize,
     timeout: Duration,
@@ -81,8 +96,8 @@ impl MpiTransport {
                 SimpleCommunicator::world().abort(101);
             }));
         }
+        *UNIVERSE.lock().unwrap_or_else(|e| e.into_inner()) = Some(universe);
         Ok(Self {
-            _universe: universe,
             rank,
             size,
             timeout: Duration::from_secs_f64(timeout_s.max(1.0)),

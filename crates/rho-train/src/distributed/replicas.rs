@@ -174,10 +174,9 @@ pub fn check_identical<B: AutodiffBackend, M: AutodiffModule<B>>(
 
 /// Three f32 values that differ for any realistic difference in `data` (bit patterns hashed).
 fn checksum(data: &TensorData) -> [f32; 3] {
-    let values = data.to_vec::<f32>().unwrap_or_default();
     let mut h: u64 = 0xcbf29ce484222325;
-    for v in &values {
-        h = (h ^ v.to_bits() as u64).wrapping_mul(0x100000001b3);
+    for b in data.as_bytes() {
+        h = (h ^ *b as u64).wrapping_mul(0x100000001b3);
     }
     // f32 holds 24 bits exactly: three 21-bit slices of the hash.
     [
@@ -198,6 +197,6 @@ fn gather_rows<B: Backend>(
     let mut padded = vec![0f32; w * k];
     padded[t.rank() * k..(t.rank() + 1) * k].copy_from_slice(row);
     let all = t.all_reduce_sum(Tensor::from_data(TensorData::new(padded, [w * k]), device), call)?;
-    let all = all.into_data().to_vec::<f32>().map_err(|e| CollectiveError::Setup(format!("{call}: {e:?}")))?;
+    let all = all.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| CollectiveError::Setup(format!("{call}: {e:?}")))?;
     Ok(all.chunks(k).map(<[f32]>::to_vec).collect())
 }
