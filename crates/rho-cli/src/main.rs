@@ -95,7 +95,7 @@ fn run() -> Result<()> {
         Command::Convert(a) => convert::run::<B>(a, dev),
         Command::Init(a) => init::run::<B>(a, dev),
         Command::Models => models::run::<B>(dev),
-        Command::Bench(c) => bench::run::<B>(c, &name, dev),
+        Command::Bench(c) => bench::run::<B>(c, &name, dev, at),
         Command::Pretrain(a) => pretrain::run::<B>(a, &name, dev, at),
         Command::Eval(c) => eval::run::<B>(c, &name, dev),
         Command::Demo(a) => demo::run::<B>(a, &name, dev),

@@ -21,6 +21,8 @@ use serde::Serialize;
 pub enum BenchCommand {
     /// Train-step throughput of a backbone on random clips.
     Model(BenchModelArgs),
+    /// All-reduce time of the data-parallel engines (in-process, or under mpirun).
+    Collective(super::bench_collective::BenchCollectiveArgs),
 }
 
 #[derive(Args, Debug)]
@@ -64,8 +66,16 @@ struct Report {
     forward_ms_median: Option<f64>,
 }
 
-pub fn run<B: Backend>(cmd: &BenchCommand, backend: &str, device: B::Device) -> Result<()> {
-    let BenchCommand::Model(a) = cmd;
+pub fn run<B: Backend>(
+    cmd: &BenchCommand,
+    backend: &str,
+    device: B::Device,
+    at: impl Fn(usize) -> B::Device,
+) -> Result<()> {
+    let a = match cmd {
+        BenchCommand::Model(a) => a,
+        BenchCommand::Collective(c) => return super::bench_collective::run::<B>(c, backend, at),
+    };
     let input = [a.batch, 3, a.frames, a.size, a.size];
     let cfg = ResNet3dConfig::preset(&a.arch)?
         .with_num_classes(Some(a.classes))

@@ -1,4 +1,5 @@
 pub mod bench;
+pub mod bench_collective;
 pub mod convert;
 pub mod data_bench;
 pub mod data_check;

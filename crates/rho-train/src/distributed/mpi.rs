@@ -2,10 +2,11 @@
 //! over the system's MPI, launched by `mpirun` or Slurm's `srun`.
 //!
 //! Tensors are staged through host memory: gradients travel as one flat f32 buffer per call
-//! (see [`average_gradients`](super::average_gradients)). Calls are non-blocking MPI
-//! all-reduces polled against a deadline, so a peer that died or hangs is reported (rank, call
-//! number, what) instead of hanging the job; MPI cannot cancel a collective, so the report is
-//! followed by `MPI_Abort`, which ends every rank (as a crash of any rank does).
+//! (see [`average_gradients`](super::average_gradients)). A watchdog thread reports a call
+//! that waits past the timeout (a peer died or hangs: rank, call number, what) instead of
+//! letting the job hang; MPI cannot cancel a collective, so the report is followed by
+//! `MPI_Abort`, which ends every rank (as a crash of any rank does). Blocking all-reduces are
+//! used because Open MPI's non-blocking ones were slower on gradient-sized buffers.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -72,17 +73,52 @@ pub fn finish_mpi(success: bool) {
 pub struct MpiTransport {
     rank: usize,
     size: usize,
-    timeout: Duration,
     seq: AtomicU64,
     library: String,
+    /// The call in progress, watched by a thread that aborts the job past the timeout.
+    in_flight: std::sync::Arc<std::sync::Mutex<Option<(u64, String, Instant)>>>,
+}
+
+/// Wakes every second; when the call in flight has run past `timeout`, reports it and aborts
+/// the job (MPI cannot cancel a collective; the blocking all-reduce is several times faster
+/// than a polled non-blocking one on large buffers, so the deadline lives here).
+fn watchdog(
+    rank: usize,
+    timeout: Duration,
+    in_flight: std::sync::Arc<std::sync::Mutex<Option<(u64, String, Instant)>>>,
+) {
+    std::thread::spawn(move || loop {
+        std::thread::sleep(Duration::from_secs(1).min(timeout));
+        let late = in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .filter(|(_, _, since)| since.elapsed() > timeout);
+        if let Some((seq, call, since)) = late {
+            let e = CollectiveError::Timeout {
+                rank,
+                seq,
+                call,
+                waited_s: since.elapsed().as_secs_f64(),
+                waiting_for: "the other ranks (their logs name the first failure)".into(),
+            };
+            eprintln!("error: {e}");
+            SimpleCommunicator::world().abort(124);
+        }
+    });
 }
 
 impl MpiTransport {
     /// Starts MPI (once per process). A panic on any rank then aborts the whole job with its
     /// message, instead of leaving the other ranks waiting forever.
     pub fn init(timeout_s: f64) -> Result<Self, CollectiveError> {
-        let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Multiple)
+        let (universe, threading) = mpi::initialize_with_threading(mpi::Threading::Multiple)
             .ok_or_else(|| CollectiveError::Setup("MPI is already initialised in this process".into()))?;
+        if threading != mpi::Threading::Multiple {
+            return Err(CollectiveError::Setup(format!(
+                "this MPI grants only {threading:?} threading; rho needs MPI_THREAD_MULTIPLE (its timeout watchdog calls MPI_Abort from another thread); use Open MPI 4 or newer"
+            )));
+        }
         let world = universe.world();
         let (rank, size) = (world.rank() as usize, world.size() as usize);
         let library = mpi::environment::library_version()
@@ -97,12 +133,16 @@ impl MpiTransport {
             }));
         }
         *UNIVERSE.lock().unwrap_or_else(|e| e.into_inner()) = Some(universe);
+        let in_flight = std::sync::Arc::new(std::sync::Mutex::new(None));
+        if size > 1 && timeout_s.is_finite() {
+            watchdog(rank, Duration::from_secs_f64(timeout_s.max(1.0)), in_flight.clone());
+        }
         Ok(Self {
             rank,
             size,
-            timeout: Duration::from_secs_f64(timeout_s.max(1.0)),
             seq: AtomicU64::new(0),
             library,
+            in_flight,
         })
     }
 }
@@ -118,48 +158,26 @@ impl<B: Backend> Transport<B> for MpiTransport {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let device = t.device();
         let n = t.dims()[0];
-        let send = t
-            .into_data()
-            .convert::<f32>()
-            .to_vec::<f32>()
-            .map_err(|e| CollectiveError::Failed {
-                rank: self.rank,
-                seq,
-                call: call.to_string(),
-                reason: format!("reading the tensor to the host: {e:?}"),
-            })?;
+        // Host staging without extra copies when the tensor already holds f32.
+        let data = t.into_data();
+        let data = if data.dtype == burn::tensor::DType::F32 {
+            data
+        } else {
+            data.convert::<f32>()
+        };
+        let send = data.as_slice::<f32>().map_err(|e| CollectiveError::Failed {
+            rank: self.rank,
+            seq,
+            call: call.to_string(),
+            reason: format!("reading the tensor to the host: {e:?}"),
+        })?;
         let mut recv = vec![0f32; n];
         // A handle to MPI_COMM_WORLD (the communicator type is not Send, the transport is).
         let comm = SimpleCommunicator::world();
-        let started = Instant::now();
-        mpi::request::scope(|scope| {
-            let mut req =
-                comm.immediate_all_reduce_into(scope, &send[..], &mut recv[..], SystemOperation::sum());
-            let mut polls = 0u32;
-            loop {
-                match req.test() {
-                    Ok(_) => break,
-                    Err(r) => req = r,
-                }
-                if started.elapsed() > self.timeout {
-                    let e = CollectiveError::Timeout {
-                        rank: self.rank,
-                        seq,
-                        call: call.to_string(),
-                        waited_s: started.elapsed().as_secs_f64(),
-                        waiting_for: "the other ranks (check their logs: the first to fail names the cause)".into(),
-                    };
-                    eprintln!("error: {e}");
-                    comm.abort(124);
-                }
-                polls += 1;
-                if polls > 1000 {
-                    std::thread::sleep(Duration::from_micros(50));
-                } else {
-                    std::hint::spin_loop();
-                }
-            }
-        });
+        *self.in_flight.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((seq, call.to_string(), Instant::now()));
+        comm.all_reduce_into(send, &mut recv[..], SystemOperation::sum());
+        *self.in_flight.lock().unwrap_or_else(|e| e.into_inner()) = None;
         Ok(Tensor::from_data(TensorData::new(recv, [n]), &device))
     }
     fn describe(&self) -> String {
