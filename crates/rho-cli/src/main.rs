@@ -56,6 +56,9 @@ enum Command {
     /// Dataset tools.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Multi-node launch scripts (Slurm).
+    #[command(subcommand)]
+    Launch(launch::LaunchCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -86,6 +89,7 @@ fn run() -> Result<()> {
         Command::Synth(a) => return synth::run(a),
         Command::Data(DataCommand::Check(a)) => return data_check::run(a),
         Command::Data(DataCommand::Bench(a)) => return data_bench::run(a),
+        Command::Launch(c) => return launch::run(c, cli.backend),
         _ => {}
     }
     let kind = BackendKind::resolve(cli.backend)?;
@@ -99,7 +103,7 @@ fn run() -> Result<()> {
         Command::Pretrain(a) => pretrain::run::<B>(a, &name, dev, at),
         Command::Eval(c) => eval::run::<B>(c, &name, dev),
         Command::Demo(a) => demo::run::<B>(a, &name, dev),
-        Command::MakeClip(_) | Command::Synth(_) | Command::Data(_) => {
+        Command::MakeClip(_) | Command::Synth(_) | Command::Data(_) | Command::Launch(_) => {
             unreachable!("handled above")
         }
     })

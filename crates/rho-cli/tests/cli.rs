@@ -602,3 +602,36 @@ fn a_failing_mpi_rank_ends_the_job_with_its_error() {
     assert!(!out.status.success(), "{log}");
     assert!(log.contains("cannot create"), "{log}");
 }
+
+#[test]
+fn launch_slurm_writes_a_resumable_one_process_per_gpu_script() {
+    let d = tmp("slurm");
+    let cfg = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs/byol_slow_r50_8x8_k400.toml");
+    let script = d.join("job.sbatch");
+    let (ok, log) = run(rho()
+        .args(["launch", "slurm", "--config"])
+        .arg(&cfg)
+        .args(["--nodes", "8", "--gpus-per-node", "8", "--partition", "gpu", "--set", "data.rho=4", "--out"])
+        .arg(&script));
+    assert!(ok, "{log}");
+    let s = std::fs::read_to_string(&script).unwrap();
+    for want in [
+        "#SBATCH --nodes=8",
+        "#SBATCH --ntasks-per-node=8",
+        "#SBATCH --gpus-per-node=8",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --requeue",
+        "8 videos per GPU, SyncBN group 8",
+        "srun --mpi=pmix",
+        "--backend cuda pretrain --config",
+        "--resume auto --set data.rho=4",
+    ] {
+        assert!(s.contains(want), "{want} missing from:\n{s}");
+    }
+    // A batch that does not split over the GPUs is refused with the fix.
+    let (ok, log) = run(rho()
+        .args(["launch", "slurm", "--config"])
+        .arg(&cfg)
+        .args(["--nodes", "3", "--gpus-per-node", "5"]));
+    assert!(!ok && log.contains("multiple of 15"), "{log}");
+}

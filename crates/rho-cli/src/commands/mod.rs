@@ -7,6 +7,7 @@ pub mod demo;
 pub mod embed;
 pub mod eval;
 pub mod init;
+pub mod launch;
 pub mod make_clip;
 pub mod models;
 pub mod pretrain;

@@ -34,7 +34,8 @@ pub struct PretrainArgs {
     /// Checkpoints kept.
     #[arg(long, default_value_t = 3)]
     pub keep: usize,
-    /// Continue from a checkpoint; `--resume` alone (or `latest`) takes the newest in the output folder.
+    /// Continue from a checkpoint; `--resume` alone (or `latest`) takes the newest in the output
+    /// folder; `auto` takes it when there is one and starts fresh otherwise (requeued jobs).
     #[arg(long, num_args = 0..=1, default_missing_value = "latest")]
     pub resume: Option<PathBuf>,
     /// Refuse to start when the step's memory estimate exceeds this (default on CPU backends:
@@ -160,6 +161,9 @@ pub fn run<B: Backend>(
     let recipe = Recipe::load(&a.config, &a.overrides)?;
     let resume = match &a.resume {
         None => None,
+        Some(p) if p.as_os_str() == "auto" => {
+            rho_train::checkpoint::list_checkpoints(&recipe.output).pop()
+        }
         Some(p) if p.as_os_str() != "latest" => Some(p.clone()),
         Some(_) => Some(
             rho_train::checkpoint::list_checkpoints(&recipe.output)
