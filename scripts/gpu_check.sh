@@ -6,7 +6,9 @@
 #
 # 1. Correctness on CUDA: rho's features and logits of full-size slow_r50, r3d_18, r2plus1d_18 on
 #    the GPU against PyTorch on the same GPU (strict-loaded exported weights, TF32 off).
-# 2. Throughput: train steps of slow_r50 8×224² and r3d_18 8×112² in rho and PyTorch, clips/s,
+# 2. Every command on CUDA: synth, pretrain (one replica, and two data-parallel replicas with
+#    SyncBN on the one GPU), eval linear and knn, demo; each with its time and status.
+# 3. Throughput: train steps of slow_r50 8×224² and r3d_18 8×112² in rho and PyTorch, clips/s,
 #    peak GPU memory, ratio.
 # Prints one table; finishes in a few minutes.
 set -uo pipefail
@@ -29,6 +31,35 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader ||
 echo "== correctness on CUDA (rho cuda vs PyTorch cuda, full precision)"
 timeout 300 "$PY" scripts/check_export.py --rho "$RHO" --backend "$BACKEND" --device "$TORCH_DEVICE" --size "${CHECK_SIZE:-224}" --archs "${CHECK_ARCHS:-slow_r50,r3d_18,r2plus1d_18}" --tol 1e-3 2>&1 \
   | grep -vE "^(wrote|loaded|embedded)"
+
+echo "== every command on CUDA (tiny recipes; first-use kernel compilation included)"
+work="$out/commands"
+rm -rf "$work"; mkdir -p "$work"
+CMD_LIMIT=${CMD_LIMIT:-150}
+# step NAME CMD...: runs CMD under a time limit, prints status and seconds, and the log's tail on failure.
+step() {
+  local name=$1; shift
+  local t0; t0=$(date +%s%N)
+  timeout "$CMD_LIMIT" "$@" > "$work/$name.log" 2>&1
+  local rc=$?
+  local ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+  if [ $rc -eq 0 ]; then status=ok; elif [ $rc -eq 124 ]; then status="timeout"; else status="rc $rc"; fi
+  printf '%-24s %-8s %8.1f s\n' "$name" "$status" "$(echo "$ms" | awk '{print $1/1000}')"
+  [ $rc -eq 0 ] || tail -4 "$work/$name.log" | sed 's/^/    /'
+}
+S="$work/synth"
+DATA=(--set "data.index=\"$S/train.txt\"" --set "data.prefix=\"$S\"" --set 'data.format="frames"')
+EVAL=(--set "train.index=\"$S/train.txt\"" --set "train.prefix=\"$S\"" --set "test.index=\"$S/test.txt\"" --set "test.prefix=\"$S\"")
+step synth "$RHO" synth --out "$S" --classes 4 --train-per-class 8 --test-per-class 4
+step pretrain "$RHO" --backend "$BACKEND" pretrain --config configs/tiny_byol_cpu.toml "${DATA[@]}" \
+  --max-steps 20 --set "output=\"$work/run1\""
+step pretrain-2-replicas "$RHO" --backend "$BACKEND" pretrain --config configs/tiny_byol_cpu.toml "${DATA[@]}" \
+  --max-steps 20 --devices 0,0 --set 'model.sync_bn="all"' --set "output=\"$work/run2\""
+step eval-linear "$RHO" --backend "$BACKEND" eval linear --config configs/eval/demo_linear_cpu.toml \
+  --weights "$work/run1/backbone.safetensors" "${EVAL[@]}" --set epochs=5 --out "$work/linear"
+step eval-knn "$RHO" --backend "$BACKEND" eval knn --config configs/eval/demo_linear_cpu.toml \
+  --weights "$work/run1/backbone.safetensors" "${EVAL[@]}" --out "$work/knn"
+step demo "$RHO" --backend "$BACKEND" demo --classes 4 --max-steps 40 --out "$work/demo"
 
 # Runs a command while nvidia-smi samples the device's memory.used every 50 ms; writes the
 # peak (MiB) to the file named by $1.
