@@ -328,3 +328,49 @@ fn sync_batch_norm_on_two_ranks_is_batch_norm_over_the_whole_batch() {
     assert_close(&single.3, &parts[0].3, 1e-5, "running variance (rank 0)");
     assert_close(&single.3, &parts[1].3, 1e-5, "running variance (rank 1)");
 }
+
+/// A checkpoint written by a two-device run resumes on one device, continuing the same run.
+#[test]
+fn a_data_parallel_checkpoint_resumes_on_one_device() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let index = videos();
+    let mut r = recipe("byol", "lars", "", "\"all\"", &index);
+    r.output = std::env::temp_dir().join(format!("rho-dp-resume-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&r.output);
+    let initial = single(&r, 0).weights;
+    let straight = single(&r, 4);
+    let dev = Default::default();
+    pretrain_data_parallel::<AB>(
+        &r,
+        &[dev, dev],
+        RunOptions {
+            max_steps: Some(2),
+            checkpoint_every: Some(2),
+            keep: 1,
+            ..Default::default()
+        },
+        300.0,
+        |_| {},
+        |_, _| Ok(()),
+    )
+    .unwrap();
+    let ck = rho_train::checkpoint::list_checkpoints(&r.output).pop().expect("rank 0 wrote a checkpoint");
+    let net = rho_train::pretrain_with::<AB>(
+        &r,
+        &dev,
+        RunOptions {
+            max_steps: Some(4),
+            resume: Some(ck),
+            ..Default::default()
+        },
+        |_| {},
+    )
+    .unwrap();
+    let resumed = Run {
+        losses: Vec::new(),
+        weights: values(&net),
+    };
+    let gap = relative_gap(&straight, &resumed, &initial);
+    assert!(gap < 1e-3, "resumed run differs by {gap:.2e} of the step size");
+    let _ = std::fs::remove_dir_all(&r.output);
+}
