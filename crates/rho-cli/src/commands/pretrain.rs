@@ -69,6 +69,7 @@ pub enum Parallel<D> {
     Mpi {
         transport: std::sync::Arc<rho_train::distributed::MpiTransport>,
         device: D,
+        rank: usize,
         local_ranks: usize,
     },
 }
@@ -78,16 +79,13 @@ impl<D> Parallel<D> {
         match self {
             Parallel::Devices(_) => true,
             #[cfg(feature = "mpi")]
-            Parallel::Mpi { transport, .. } => {
-                rho_train::distributed::Transport::<burn::backend::Flex>::rank(transport.as_ref())
-                    == 0
-            }
+            Parallel::Mpi { rank, .. } => *rank == 0,
         }
     }
 }
 
-/// `--devices` as device indices.
-fn device_indices(spec: &str, default_index: usize) -> Result<Vec<usize>> {
+/// `--devices` as device indices (a count of 1: the `--device` already chosen).
+fn device_indices(spec: &str) -> Result<Vec<usize>> {
     let bad = || anyhow::anyhow!("--devices `{spec}`: expected a count (`2`) or a list of GPU indices (`0,2`)");
     if spec.contains(',') {
         spec.split(',')
@@ -98,21 +96,12 @@ fn device_indices(spec: &str, default_index: usize) -> Result<Vec<usize>> {
         if n == 0 {
             return Err(bad());
         }
-        Ok(if n == 1 {
-            vec![default_index]
-        } else {
-            (0..n).collect()
-        })
+        Ok((0..n).collect())
     }
 }
 
 /// The replicas of a run: `--devices`, or this process's rank when an MPI launcher started it.
-fn parallel<D: Clone>(
-    a: &PretrainArgs,
-    device: D,
-    device_index: usize,
-    at: impl Fn(usize) -> D,
-) -> Result<Parallel<D>> {
+fn parallel<D: Clone>(a: &PretrainArgs, device: D, at: impl Fn(usize) -> D) -> Result<Parallel<D>> {
     #[cfg(feature = "mpi")]
     if let Some(env) = rho_train::distributed::LaunchEnv::detect().filter(|e| e.size > 1) {
         if a.devices.trim() != "1" {
@@ -125,6 +114,7 @@ fn parallel<D: Clone>(
         let transport = rho_train::distributed::MpiTransport::init(a.collective_timeout_s)?;
         let _ = device;
         return Ok(Parallel::Mpi {
+            rank: transport.rank(),
             transport: std::sync::Arc::new(transport),
             device: at(env.local_rank),
             local_ranks: env.local_size,
@@ -137,7 +127,7 @@ fn parallel<D: Clone>(
     {
         anyhow::bail!("this rho was built without MPI; rebuild with `--features mpi` to run under mpirun");
     }
-    let idx = device_indices(&a.devices, device_index)?;
+    let idx = device_indices(&a.devices)?;
     if idx.len() == 1 {
         return Ok(Parallel::Devices(vec![device]));
     }
@@ -156,8 +146,7 @@ pub fn run<B: Backend>(
     device: B::Device,
     at: impl Fn(usize) -> B::Device,
 ) -> Result<()> {
-    let index = 0;
-    let parallel = parallel(a, device, index, at)?;
+    let parallel = parallel(a, device, at)?;
     let recipe = Recipe::load(&a.config, &a.overrides)?;
     let resume = match &a.resume {
         None => None,
@@ -435,6 +424,7 @@ fn train<B: Backend>(
             transport,
             device,
             local_ranks,
+            ..
         } => {
             use rho_train::distributed::{DeviceGroup, Transport};
             let world = Transport::<B>::world_size(transport.as_ref());

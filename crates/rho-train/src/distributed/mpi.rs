@@ -147,6 +147,16 @@ impl MpiTransport {
     }
 }
 
+impl MpiTransport {
+    /// This process's rank in MPI_COMM_WORLD.
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+    pub fn size(&self) -> usize {
+        self.size
+    }
+}
+
 impl<B: Backend> Transport<B> for MpiTransport {
     fn rank(&self) -> usize {
         self.rank
