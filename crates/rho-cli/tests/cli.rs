@@ -486,7 +486,11 @@ fn data_parallel_runs_match_the_single_device_run_in_process_and_under_mpirun() 
         ("kind = \"simclr\"", lars, 3),
         ("kind = \"byol\"", lars, 3),
         ("kind = \"swav\"\nprototypes = 10", lars, 3),
-        ("kind = \"moco\"\nqueue_len = 8", "optimizer = \"sgd\"\nbase_lr = 0.05\nweight_decay = 1e-4", 4),
+        (
+            "kind = \"moco\"\nqueue_len = 8",
+            "optimizer = \"sgd\"\nbase_lr = 0.05\nweight_decay = 1e-4",
+            4,
+        ),
     ] {
         let out = |name: &str| d.join(format!("{}-{name}", &method[8..12]));
         let recipe = d.join("r.toml");
@@ -529,7 +533,10 @@ fn data_parallel_runs_match_the_single_device_run_in_process_and_under_mpirun() 
             assert!(log.contains("over 2 processes"), "{log}");
             runs.push(out("mpi"));
         }
-        let (l1, w1) = (losses(&out("one")), tensors(&out("one").join("backbone.safetensors")));
+        let (l1, w1) = (
+            losses(&out("one")),
+            tensors(&out("one").join("backbone.safetensors")),
+        );
         let w0 = tensors(&out("init").join("backbone.safetensors"));
         // How far the steps moved any value: the scale "equal" is measured against.
         let moved = w1
@@ -540,7 +547,11 @@ fn data_parallel_runs_match_the_single_device_run_in_process_and_under_mpirun() 
         for r in runs {
             let (l2, w2) = (losses(&r), tensors(&r.join("backbone.safetensors")));
             for (a, b) in l1.iter().zip(&l2) {
-                assert!((a - b).abs() < 1e-4 * a.abs().max(1.0), "{method} {}: losses {l1:?} vs {l2:?}", r.display());
+                assert!(
+                    (a - b).abs() < 1e-4 * a.abs().max(1.0),
+                    "{method} {}: losses {l1:?} vs {l2:?}",
+                    r.display()
+                );
             }
             assert_eq!(w1.len(), w2.len());
             let gap = w1
@@ -606,12 +617,23 @@ fn a_failing_mpi_rank_ends_the_job_with_its_error() {
 #[test]
 fn launch_slurm_writes_a_resumable_one_process_per_gpu_script() {
     let d = tmp("slurm");
-    let cfg = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs/byol_slow_r50_8x8_k400.toml");
+    let cfg =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs/byol_slow_r50_8x8_k400.toml");
     let script = d.join("job.sbatch");
     let (ok, log) = run(rho()
         .args(["launch", "slurm", "--config"])
         .arg(&cfg)
-        .args(["--nodes", "8", "--gpus-per-node", "8", "--partition", "gpu", "--set", "data.rho=4", "--out"])
+        .args([
+            "--nodes",
+            "8",
+            "--gpus-per-node",
+            "8",
+            "--partition",
+            "gpu",
+            "--set",
+            "data.rho=4",
+            "--out",
+        ])
         .arg(&script));
     assert!(ok, "{log}");
     let s = std::fs::read_to_string(&script).unwrap();
@@ -629,9 +651,11 @@ fn launch_slurm_writes_a_resumable_one_process_per_gpu_script() {
         assert!(s.contains(want), "{want} missing from:\n{s}");
     }
     // A batch that does not split over the GPUs is refused with the fix.
-    let (ok, log) = run(rho()
-        .args(["launch", "slurm", "--config"])
-        .arg(&cfg)
-        .args(["--nodes", "3", "--gpus-per-node", "5"]));
+    let (ok, log) = run(rho().args(["launch", "slurm", "--config"]).arg(&cfg).args([
+        "--nodes",
+        "3",
+        "--gpus-per-node",
+        "5",
+    ]));
     assert!(!ok && log.contains("multiple of 15"), "{log}");
 }

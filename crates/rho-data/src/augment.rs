@@ -230,7 +230,7 @@ impl ClipPixels {
             }
             i as usize
         };
-        let frame = (self.h * self.w * 3) as usize;
+        let frame = self.h * self.w * 3;
         let mut tmp = vec![0f32; frame];
         for f in self.data.chunks_exact_mut(frame) {
             for y in 0..h {

@@ -20,6 +20,7 @@ pub mod synthetic;
 pub use error::DataError;
 pub use index::{Split, VideoEntry, VideoIndex, VideoSource};
 pub use loader::{
-    Batch, InOrderIter, LoaderConfig, LoaderPosition, Shard, ShortVideoPolicy, VideoLoader, ViewMode,
+    Batch, InOrderIter, LoaderConfig, LoaderPosition, Shard, ShortVideoPolicy, VideoLoader,
+    ViewMode,
 };
 pub use sampler::{ClipFrames, ClipPlan, ClipSamplerConfig, VideoTiming};

@@ -119,7 +119,7 @@ impl LoaderConfig {
             ViewMode::Rho => self.sampler.plan(timing, self.seed, epoch, sample as u64),
             ViewMode::Single => ClipSamplerConfig {
                 rho: 1,
-                ..self.sampler.clone()
+                ..self.sampler
             }
             .plan(timing, self.seed, epoch, sample as u64),
             ViewMode::Test { clips, .. } => {
@@ -271,9 +271,12 @@ impl VideoLoader {
         let n = self.index.len();
         let (index, cfg) = (self.index.clone(), self.cfg.clone());
         let bad = Arc::new(BadVideos::default());
-        let pool = WorkerPool::spawn(&self.cfg, self.cfg.batch_size, (0..n).collect(), move |sample| {
-            load_sample(&index, &cfg, &bad, 0, sample)
-        });
+        let pool = WorkerPool::spawn(
+            &self.cfg,
+            self.cfg.batch_size,
+            (0..n).collect(),
+            move |sample| load_sample(&index, &cfg, &bad, 0, sample),
+        );
         InOrderIter {
             cfg: self.cfg.clone(),
             len: n,
@@ -492,10 +495,10 @@ fn load_with_substitutes(
             Err(e) => {
                 let path = index.entries[candidate].source.path().to_path_buf();
                 let mut seen = bad.seen.lock().unwrap_or_else(|e| e.into_inner());
-                if !seen.contains_key(&path) {
+                seen.entry(path).or_insert_with(|| {
                     eprintln!("rho-data: skipping bad video ({e}); a substitute is used");
-                    seen.insert(path, e.to_string());
-                }
+                    e.to_string()
+                });
                 bad.substitutions.fetch_add(1, Ordering::Relaxed);
                 let mut rng = stream(
                     cfg.seed,

@@ -253,6 +253,9 @@ fn shards_together_load_exactly_the_single_process_batches() {
     // A batch that does not split evenly is refused with a message naming the fix.
     let mut c = cfg(1, 2);
     c.shard = rho_data::Shard { rank: 0, world: 3 };
-    let err = VideoLoader::new(index(&videos()), c).err().unwrap().to_string();
+    let err = VideoLoader::new(index(&videos()), c)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("multiple of the number of devices"), "{err}");
 }

@@ -311,7 +311,14 @@ mod tests {
             .assert_approx_eq::<f32>(&TensorData::new(rm, [c]), Tolerance::absolute(1e-4));
         // Outside the scope BatchNorm is per-device again.
         let x = Tensor::<AB, 3>::random([n, c, s], Distribution::Normal(0.0, 1.0), &dev);
-        let (local, _, _) = reference(&x.to_data().to_vec::<f32>().unwrap(), n, c, s, &[1.0; 3], &[0.0; 3]);
+        let (local, _, _) = reference(
+            &x.to_data().to_vec::<f32>().unwrap(),
+            n,
+            c,
+            s,
+            &[1.0; 3],
+            &[0.0; 3],
+        );
         bn.forward(x).into_data().assert_approx_eq::<f32>(
             &TensorData::new(local, [n, c, s]),
             Tolerance::absolute(1e-4),

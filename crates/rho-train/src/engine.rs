@@ -174,14 +174,19 @@ pub fn pretrain_rank<B: AutodiffBackend>(
     use burn::module::Module;
     use burn::record::Recorder;
     let max_steps = opts.max_steps;
-    let (me, world) = rank.map_or((0, 1), |r| (r.group.transport().rank(), r.group.transport().world_size()));
+    let (me, world) = rank.map_or((0, 1), |r| {
+        (r.group.transport().rank(), r.group.transport().world_size())
+    });
     let lead = me == 0;
     let sync_bn = recipe
         .model
         .sync_bn
         .group_size(world)
         .map_err(TrainError::Stopped)?;
-    if !recipe.batch.is_multiple_of(world * recipe.optim.accumulation) {
+    if !recipe
+        .batch
+        .is_multiple_of(world * recipe.optim.accumulation)
+    {
         return Err(TrainError::Stopped(format!(
             "batch {} does not split into {world} devices × optim.accumulation {}; make it a multiple of {}",
             recipe.batch,
@@ -281,7 +286,9 @@ pub fn pretrain_rank<B: AutodiffBackend>(
             let [k, d] = q.keys.dims();
             let mine = q.keys.clone().reshape([k * d]);
             let mine = if me == 0 { mine } else { mine.zeros_like() };
-            q.keys = t.all_reduce_sum(mine, "MoCo queue: broadcast from rank 0")?.reshape([k, d]);
+            q.keys = t
+                .all_reduce_sum(mine, "MoCo queue: broadcast from rank 0")?
+                .reshape([k, d]);
         }
     }
     let coll: &dyn Collectives<B> = match rank {
@@ -377,7 +384,12 @@ pub fn pretrain_rank<B: AutodiffBackend>(
             }
             if let (Some(r), Some(gb), Some(gr)) = (rank, grads_bn.as_mut(), grads_rest.as_mut()) {
                 let t = r.group.transport().as_ref();
-                let avg = crate::distributed::average_gradients(&net, gb.grads(), t, "gradients (BatchNorm)")?;
+                let avg = crate::distributed::average_gradients(
+                    &net,
+                    gb.grads(),
+                    t,
+                    "gradients (BatchNorm)",
+                )?;
                 gb.accumulate(&net, avg);
                 let avg = crate::distributed::average_gradients(&net, gr.grads(), t, "gradients")?;
                 gr.accumulate(&net, avg);

@@ -107,7 +107,7 @@ fn label(v: f64) -> String {
     if v == 0.0 {
         return "0".into();
     }
-    if v != 0.0 && (a < 1e-2 || a >= 1e5) {
+    if v != 0.0 && !(1e-2..1e5).contains(&a) {
         format!("{v:.1e}")
     } else if a >= 10.0 {
         format!("{v:.0}")

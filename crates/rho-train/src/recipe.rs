@@ -281,7 +281,7 @@ impl Recipe {
             ));
         }
         if o.accumulation == 0
-            || self.batch % o.accumulation != 0
+            || !self.batch.is_multiple_of(o.accumulation)
             || self.batch / o.accumulation < 2
         {
             return Err(format!(
@@ -292,7 +292,7 @@ impl Recipe {
         if self.method.kind == rho_objectives::MethodKind::Moco {
             let q = self.method.queue_len.unwrap_or(65536);
             let keys = self.batch * d.rho.max(2);
-            if q % keys != 0 && keys % q != 0 {
+            if !q.is_multiple_of(keys) && !keys.is_multiple_of(q) {
                 return Err(format!("method.queue_len {q} is not a multiple of the keys per step ({keys} = batch × clips)"));
             }
         }

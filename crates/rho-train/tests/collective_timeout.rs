@@ -33,12 +33,28 @@ fn a_rank_waiting_for_a_peer_past_the_timeout_is_named_with_its_call() {
         if let Some(e) = watch.stuck(0.3) {
             break e;
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "no timeout reported");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no timeout reported"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     let msg = err.to_string();
-    assert!(matches!(err, CollectiveError::Timeout { rank: 0, seq: 2, .. }), "{msg}");
-    assert!(msg.contains("rank 0: collective #2 (SyncBN statistics) timed out"), "{msg}");
+    assert!(
+        matches!(
+            err,
+            CollectiveError::Timeout {
+                rank: 0,
+                seq: 2,
+                ..
+            }
+        ),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("rank 0: collective #2 (SyncBN statistics) timed out"),
+        "{msg}"
+    );
     assert!(msg.contains("rank 1 (computing after #2)"), "{msg}");
     let _ = Arc::new(peers); // rank 0's thread stays blocked; the process ends it
 }

@@ -144,11 +144,22 @@ fn two_devices_with_half_batches_take_the_single_device_step_for_every_method() 
         let two = two_devices(&r, steps);
         assert_eq!(one.losses.len(), steps, "{kind}");
         for (a, b) in one.losses.iter().zip(&two.losses) {
-            assert!((a - b).abs() < 1e-4 * a.abs().max(1.0), "{kind}: losses {:?} vs {:?}", one.losses, two.losses);
+            assert!(
+                (a - b).abs() < 1e-4 * a.abs().max(1.0),
+                "{kind}: losses {:?} vs {:?}",
+                one.losses,
+                two.losses
+            );
         }
         let gap = relative_gap(&one, &two, &initial);
-        eprintln!("{kind}: relative gap {gap:.2e}, losses {:?} vs {:?}", one.losses, two.losses);
-        assert!(gap < 1e-3, "{kind}: weights differ by {gap:.2e} of the step size");
+        eprintln!(
+            "{kind}: relative gap {gap:.2e}, losses {:?} vs {:?}",
+            one.losses, two.losses
+        );
+        assert!(
+            gap < 1e-3,
+            "{kind}: weights differ by {gap:.2e} of the step size"
+        );
     }
 }
 
@@ -164,7 +175,10 @@ fn per_device_batch_norm_is_not_the_single_device_step() {
     let two = two_devices(&r, 2);
     let gap = relative_gap(&one, &two, &initial);
     eprintln!("per-device BN: relative gap {gap:.2e}");
-    assert!(gap > 1e-2, "per-device BN matched the global batch ({gap:.2e})");
+    assert!(
+        gap > 1e-2,
+        "per-device BN matched the global batch ({gap:.2e})"
+    );
 }
 
 #[test]
@@ -203,7 +217,10 @@ fn runs_that_cannot_split_are_refused_with_the_fix() {
 /// Runs `f(rank, group)` on two in-process ranks and returns their results in rank order.
 fn on_two_ranks<R: Send + 'static>(
     sync_bn: usize,
-    f: impl Fn(usize, &std::sync::Arc<rho_train::distributed::DeviceGroup<AB>>) -> R + Send + Sync + 'static,
+    f: impl Fn(usize, &std::sync::Arc<rho_train::distributed::DeviceGroup<AB>>) -> R
+        + Send
+        + Sync
+        + 'static,
 ) -> Vec<R> {
     use rho_train::distributed::{DeviceGroup, LocalTransport, Watch};
     use std::sync::Arc;
@@ -214,7 +231,8 @@ fn on_two_ranks<R: Send + 'static>(
         .map(|rank| {
             let (watch, f) = (watch.clone(), f.clone());
             std::thread::spawn(move || {
-                let t = LocalTransport::<Flex>::register(rank, 2, &Default::default(), watch).unwrap();
+                let t =
+                    LocalTransport::<Flex>::register(rank, 2, &Default::default(), watch).unwrap();
                 let t = Arc::new(t);
                 let group = Arc::new(DeviceGroup::<AB>::new(t.clone(), sync_bn));
                 let r = f(rank, &group);
@@ -227,10 +245,17 @@ fn on_two_ranks<R: Send + 'static>(
 }
 
 fn assert_close(a: &[f32], b: &[f32], tol: f32, what: &str) {
-    let gap = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    let gap = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
     let scale = a.iter().map(|x| x.abs()).fold(0f32, f32::max);
     eprintln!("{what}: gap {gap:.3e} at scale {scale:.3e}");
-    assert!(gap <= tol * scale.max(1e-6), "{what}: gap {gap:.3e} at scale {scale:.3e}");
+    assert!(
+        gap <= tol * scale.max(1e-6),
+        "{what}: gap {gap:.3e} at scale {scale:.3e}"
+    );
 }
 
 /// SimCLR's loss over a gathered batch: the gradient each rank gets for its rows (through the
@@ -246,7 +271,12 @@ fn gathered_nt_xent_gradients_equal_the_single_device_ones() {
     let (v0, v1) = (z0.to_data(), z1.to_data());
     let single = {
         let (a, b) = (z0.require_grad(), z1.require_grad());
-        let loss = rho_objectives::ntxent::nt_xent(a.clone(), b.clone(), 0.1, &rho_objectives::SingleDevice);
+        let loss = rho_objectives::ntxent::nt_xent(
+            a.clone(),
+            b.clone(),
+            0.1,
+            &rho_objectives::SingleDevice,
+        );
         let g = loss.clone().backward();
         let ga = a.grad(&g).unwrap().into_data().to_vec::<f32>().unwrap();
         let gb = b.grad(&g).unwrap().into_data().to_vec::<f32>().unwrap();
@@ -257,8 +287,11 @@ fn gathered_nt_xent_gradients_equal_the_single_device_ones() {
         let rows = |v: &TensorData| {
             let all = v.to_vec::<f32>().unwrap();
             let h = n / 2;
-            Tensor::<AB, 2>::from_data(TensorData::new(all[rank * h * d..(rank + 1) * h * d].to_vec(), [h, d]), &dev)
-                .require_grad()
+            Tensor::<AB, 2>::from_data(
+                TensorData::new(all[rank * h * d..(rank + 1) * h * d].to_vec(), [h, d]),
+                &dev,
+            )
+            .require_grad()
         };
         let (a, b) = (rows(&v0), rows(&v1));
         let loss = rho_objectives::ntxent::nt_xent(a.clone(), b.clone(), 0.1, group.as_ref());
@@ -270,8 +303,14 @@ fn gathered_nt_xent_gradients_equal_the_single_device_ones() {
     let loss = (parts[0].0 + parts[1].0) / 2.0;
     assert!((loss - single.0).abs() < 1e-5, "{loss} vs {}", single.0);
     // Each rank's gradient is of the sum of the ranks' losses: halve it for the mean.
-    let ga: Vec<f32> = parts.iter().flat_map(|p| p.1.iter().map(|x| x / 2.0)).collect();
-    let gb: Vec<f32> = parts.iter().flat_map(|p| p.2.iter().map(|x| x / 2.0)).collect();
+    let ga: Vec<f32> = parts
+        .iter()
+        .flat_map(|p| p.1.iter().map(|x| x / 2.0))
+        .collect();
+    let gb: Vec<f32> = parts
+        .iter()
+        .flat_map(|p| p.2.iter().map(|x| x / 2.0))
+        .collect();
     assert_close(&single.1, &ga, 1e-4, "d/dz0");
     assert_close(&single.2, &gb, 1e-4, "d/dz1");
 }
@@ -295,15 +334,31 @@ fn sync_batch_norm_on_two_ranks_is_batch_norm_over_the_whole_batch() {
     let single = (
         y.into_data().to_vec::<f32>().unwrap(),
         x.grad(&g).unwrap().into_data().to_vec::<f32>().unwrap(),
-        bn.gamma.val().grad(&g).unwrap().into_data().to_vec::<f32>().unwrap(),
-        bn.running_var.value_sync().into_data().to_vec::<f32>().unwrap(),
+        bn.gamma
+            .val()
+            .grad(&g)
+            .unwrap()
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap(),
+        bn.running_var
+            .value_sync()
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap(),
     );
     let parts = on_two_ranks(2, move |rank, group| {
         let dev = Default::default();
         let h = n / 2;
         let rows = |v: &TensorData| {
             let all = v.to_vec::<f32>().unwrap();
-            Tensor::<AB, 3>::from_data(TensorData::new(all[rank * h * c * s..(rank + 1) * h * c * s].to_vec(), [h, c, s]), &dev)
+            Tensor::<AB, 3>::from_data(
+                TensorData::new(
+                    all[rank * h * c * s..(rank + 1) * h * c * s].to_vec(),
+                    [h, c, s],
+                ),
+                &dev,
+            )
         };
         let bn = BatchNorm3d::<AB>::new(c, 1e-5, 0.1, &dev);
         let x = rows(&xv).require_grad();
@@ -313,17 +368,33 @@ fn sync_batch_norm_on_two_ranks_is_batch_norm_over_the_whole_batch() {
         (
             y.into_data().to_vec::<f32>().unwrap(),
             x.grad(&g).unwrap().into_data().to_vec::<f32>().unwrap(),
-            bn.gamma.val().grad(&g).unwrap().into_data().to_vec::<f32>().unwrap(),
-            bn.running_var.value_sync().into_data().to_vec::<f32>().unwrap(),
+            bn.gamma
+                .val()
+                .grad(&g)
+                .unwrap()
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap(),
+            bn.running_var
+                .value_sync()
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap(),
         )
     });
-    let cat = |f: fn(&(Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>)) -> &Vec<f32>| -> Vec<f32> {
+    type Outputs = (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>);
+    let cat = |f: fn(&Outputs) -> &Vec<f32>| -> Vec<f32> {
         parts.iter().flat_map(|p| f(p).clone()).collect()
     };
     assert_close(&single.0, &cat(|p| &p.0), 1e-5, "output");
     // The loss of the sum of ranks is the single-device loss: input gradients match as they are.
     assert_close(&single.1, &cat(|p| &p.1), 1e-4, "d/dx");
-    let gamma: Vec<f32> = parts[0].2.iter().zip(&parts[1].2).map(|(a, b)| a + b).collect();
+    let gamma: Vec<f32> = parts[0]
+        .2
+        .iter()
+        .zip(&parts[1].2)
+        .map(|(a, b)| a + b)
+        .collect();
     assert_close(&single.2, &gamma, 1e-4, "d/dγ");
     assert_close(&single.3, &parts[0].3, 1e-5, "running variance (rank 0)");
     assert_close(&single.3, &parts[1].3, 1e-5, "running variance (rank 1)");
@@ -354,7 +425,9 @@ fn a_data_parallel_checkpoint_resumes_on_one_device() {
         |_, _| Ok(()),
     )
     .unwrap();
-    let ck = rho_train::checkpoint::list_checkpoints(&r.output).pop().expect("rank 0 wrote a checkpoint");
+    let ck = rho_train::checkpoint::list_checkpoints(&r.output)
+        .pop()
+        .expect("rank 0 wrote a checkpoint");
     let net = rho_train::pretrain_with::<AB>(
         &r,
         &dev,
@@ -371,6 +444,9 @@ fn a_data_parallel_checkpoint_resumes_on_one_device() {
         weights: values(&net),
     };
     let gap = relative_gap(&straight, &resumed, &initial);
-    assert!(gap < 1e-3, "resumed run differs by {gap:.2e} of the step size");
+    assert!(
+        gap < 1e-3,
+        "resumed run differs by {gap:.2e} of the step size"
+    );
     let _ = std::fs::remove_dir_all(&r.output);
 }

@@ -94,7 +94,10 @@ fn sync_bn_reads_off_all_or_a_group_and_fits_the_device_count() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs");
     let text = std::fs::read_to_string(dir.join("tiny_byol_cpu.toml")).unwrap();
     let with = |v: &str| Recipe::parse(&text, "t", &[format!("model.sync_bn={v}")]);
-    assert_eq!(Recipe::parse(&text, "t", &[]).unwrap().model.sync_bn, SyncBn::Off);
+    assert_eq!(
+        Recipe::parse(&text, "t", &[]).unwrap().model.sync_bn,
+        SyncBn::Off
+    );
     assert_eq!(with("all").unwrap().model.sync_bn, SyncBn::All);
     assert_eq!(with("\"off\"").unwrap().model.sync_bn, SyncBn::Off);
     assert_eq!(with("8").unwrap().model.sync_bn, SyncBn::Group(8));
@@ -107,7 +110,11 @@ fn sync_bn_reads_off_all_or_a_group_and_fits_the_device_count() {
         ("swav_slow_r50_8x8_k400.toml", SyncBn::Group(8)),
         ("moco_slow_r50_8x8_k400.toml", SyncBn::Off),
     ] {
-        assert_eq!(Recipe::load(&dir.join(file), &[]).unwrap().model.sync_bn, want, "{file}");
+        assert_eq!(
+            Recipe::load(&dir.join(file), &[]).unwrap().model.sync_bn,
+            want,
+            "{file}"
+        );
     }
     // Group sizes on a given number of devices: a group larger than the world is the world.
     assert_eq!(SyncBn::Group(8).group_size(64), Ok(8));
@@ -115,7 +122,10 @@ fn sync_bn_reads_off_all_or_a_group_and_fits_the_device_count() {
     assert_eq!(SyncBn::All.group_size(4), Ok(4));
     assert_eq!(SyncBn::Off.group_size(4), Ok(1));
     let e = SyncBn::Group(3).group_size(4).unwrap_err();
-    assert!(e.contains("model.sync_bn = 3") && e.contains("divisor of 4"), "{e}");
+    assert!(
+        e.contains("model.sync_bn = 3") && e.contains("divisor of 4"),
+        "{e}"
+    );
     // The recipe round-trips through a checkpoint's embedded TOML.
     let r = with("8").unwrap();
     let back = Recipe::parse(&toml::to_string(&r).unwrap(), "back", &[]).unwrap();

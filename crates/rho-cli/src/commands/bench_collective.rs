@@ -38,7 +38,12 @@ struct Report {
 }
 
 /// Median milliseconds of `iters` all-reduces of `floats` on `t`.
-fn time_all_reduce<B: Backend>(t: &dyn Transport<B>, device: &B::Device, floats: usize, iters: usize) -> Result<f64> {
+fn time_all_reduce<B: Backend>(
+    t: &dyn Transport<B>,
+    device: &B::Device,
+    floats: usize,
+    iters: usize,
+) -> Result<f64> {
     let x = Tensor::<B, 1>::random([floats], Distribution::Uniform(-1.0, 1.0), device);
     let mut ms = Vec::new();
     for i in 0..iters + 1 {
@@ -54,7 +59,11 @@ fn time_all_reduce<B: Backend>(t: &dyn Transport<B>, device: &B::Device, floats:
     Ok(ms[ms.len() / 2])
 }
 
-pub fn run<B: Backend>(a: &BenchCollectiveArgs, backend: &str, at: impl Fn(usize) -> B::Device) -> Result<()> {
+pub fn run<B: Backend>(
+    a: &BenchCollectiveArgs,
+    backend: &str,
+    at: impl Fn(usize) -> B::Device,
+) -> Result<()> {
     let report = |engine: String, ranks: usize, ms: f64| Report {
         engine,
         backend: backend.to_string(),
@@ -90,10 +99,20 @@ pub fn run<B: Backend>(a: &BenchCollectiveArgs, backend: &str, at: impl Fn(usize
         .collect();
     let mut ms = Vec::new();
     for h in handles {
-        ms.push(h.join().map_err(|_| anyhow::anyhow!("a benchmark rank panicked"))??);
+        ms.push(
+            h.join()
+                .map_err(|_| anyhow::anyhow!("a benchmark rank panicked"))??,
+        );
     }
     let slowest = ms.iter().cloned().fold(0.0, f64::max);
-    print(&report(format!("burn-collective (in-process), {w} devices"), w, slowest), a.json)
+    print(
+        &report(
+            format!("burn-collective (in-process), {w} devices"),
+            w,
+            slowest,
+        ),
+        a.json,
+    )
 }
 
 fn print(r: &Report, json: bool) -> Result<()> {

@@ -86,7 +86,11 @@ impl<D> Parallel<D> {
 
 /// `--devices` as device indices (a count of 1: the `--device` already chosen).
 fn device_indices(spec: &str) -> Result<Vec<usize>> {
-    let bad = || anyhow::anyhow!("--devices `{spec}`: expected a count (`2`) or a list of GPU indices (`0,2`)");
+    let bad = || {
+        anyhow::anyhow!(
+            "--devices `{spec}`: expected a count (`2`) or a list of GPU indices (`0,2`)"
+        )
+    };
     if spec.contains(',') {
         spec.split(',')
             .map(|x| x.trim().parse::<usize>().map_err(|_| bad()))
@@ -121,11 +125,15 @@ fn parallel<D: Clone>(a: &PretrainArgs, device: D, at: impl Fn(usize) -> D) -> R
         });
     }
     #[cfg(not(feature = "mpi"))]
-    if ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"]
-        .iter()
-        .any(|k| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok()).is_some_and(|n| n > 1))
-    {
-        anyhow::bail!("this rho was built without MPI; rebuild with `--features mpi` to run under mpirun");
+    if ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"].iter().any(|k| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .is_some_and(|n| n > 1)
+    }) {
+        anyhow::bail!(
+            "this rho was built without MPI; rebuild with `--features mpi` to run under mpirun"
+        );
     }
     let idx = device_indices(&a.devices)?;
     if idx.len() == 1 {
@@ -308,7 +316,7 @@ pub fn execute<B: Backend>(
     let knn_log = std::cell::RefCell::new(Vec::<(f64, f64)>::new());
     let on_epoch = |epoch: u64, net: &rho_objectives::SslNetwork<Autodiff<B>>| {
         let Some(m) = &monitor else { return Ok(()) };
-        if epoch % m.every != 0 {
+        if !epoch.is_multiple_of(m.every) {
             return Ok(());
         }
         use burn::module::AutodiffModule;
@@ -337,44 +345,51 @@ pub fn execute<B: Backend>(
         Ok(())
     };
     let on_step = |log: &rho_train::StepLog| {
-            bar.set_length(log.total_steps as u64);
-            bar.set_position(log.step as u64 + 1);
-            wait_total += log.data_wait_s;
-            step_total += log.step_s;
-            clips_total += log.clips;
-            let left = log.total_steps.saturating_sub(log.step + 1) as f64 * step_total
-                / (log.step as f64 + 1.0).max(1.0);
-            let m = |k: &str| log.metrics.get(k).copied().unwrap_or(f64::NAN);
-            bar.set_message(format!(
-                "ep {:.2} loss {:.4} lr {:.4} m {:.4} | {:.1} clips/s, data wait {:.0}% | ETA {}",
-                log.epoch,
-                m("loss"),
-                log.lr,
-                m("momentum"),
-                clips_total as f64 / step_total.max(1e-9),
-                100.0 * wait_total / step_total.max(1e-9),
-                humantime(left)
-            ));
-            history.push((
-                log.step as f64,
-                m("loss"),
-                log.lr,
-                m("emb_std"),
-                m("pos_sim"),
-            ));
-            if plot_every > 0 && (log.step + 1) % plot_every == 0 {
-                if let Err(e) = write_plots(&recipe.output, &history) {
-                    write_err.get_or_insert(e);
-                }
-            }
-            if let Err(e) = serde_json::to_string(log)
-                .map_err(anyhow::Error::from)
-                .and_then(|l| writeln!(metrics, "{l}").map_err(Into::into))
-            {
+        bar.set_length(log.total_steps as u64);
+        bar.set_position(log.step as u64 + 1);
+        wait_total += log.data_wait_s;
+        step_total += log.step_s;
+        clips_total += log.clips;
+        let left = log.total_steps.saturating_sub(log.step + 1) as f64 * step_total
+            / (log.step as f64 + 1.0).max(1.0);
+        let m = |k: &str| log.metrics.get(k).copied().unwrap_or(f64::NAN);
+        bar.set_message(format!(
+            "ep {:.2} loss {:.4} lr {:.4} m {:.4} | {:.1} clips/s, data wait {:.0}% | ETA {}",
+            log.epoch,
+            m("loss"),
+            log.lr,
+            m("momentum"),
+            clips_total as f64 / step_total.max(1e-9),
+            100.0 * wait_total / step_total.max(1e-9),
+            humantime(left)
+        ));
+        history.push((
+            log.step as f64,
+            m("loss"),
+            log.lr,
+            m("emb_std"),
+            m("pos_sim"),
+        ));
+        if plot_every > 0 && (log.step + 1).is_multiple_of(plot_every) {
+            if let Err(e) = write_plots(&recipe.output, &history) {
                 write_err.get_or_insert(e);
             }
+        }
+        if let Err(e) = serde_json::to_string(log)
+            .map_err(anyhow::Error::from)
+            .and_then(|l| writeln!(metrics, "{l}").map_err(Into::into))
+        {
+            write_err.get_or_insert(e);
+        }
     };
-    let net = train::<B>(&recipe, opts, parallel, collective_timeout_s, on_step, on_epoch)?;
+    let net = train::<B>(
+        &recipe,
+        opts,
+        parallel,
+        collective_timeout_s,
+        on_step,
+        on_epoch,
+    )?;
     bar.finish_and_clear();
     if let Some(e) = write_err {
         return Err(e.context(format!("writing {}", metrics_path.display())));
@@ -405,7 +420,10 @@ fn train<B: Backend>(
     parallel: Parallel<B::Device>,
     collective_timeout_s: f64,
     on_step: impl FnMut(&rho_train::StepLog),
-    on_epoch: impl FnMut(u64, &rho_objectives::SslNetwork<Autodiff<B>>) -> Result<(), rho_train::TrainError>,
+    on_epoch: impl FnMut(
+        u64,
+        &rho_objectives::SslNetwork<Autodiff<B>>,
+    ) -> Result<(), rho_train::TrainError>,
 ) -> Result<rho_objectives::SslNetwork<Autodiff<B>>> {
     Ok(match parallel {
         Parallel::Devices(d) if d.len() == 1 => {
@@ -438,17 +456,28 @@ fn train<B: Backend>(
                 local_ranks,
             };
             let rank = Transport::<B>::rank(ctx.group.transport().as_ref());
-            rho_train::pretrain_rank::<Autodiff<B>>(recipe, &device, opts, Some(&ctx), on_step, on_epoch)
-                .map_err(|e| rho_train::TrainError::Rank {
-                    rank,
-                    error: Box::new(e),
-                })?
+            rho_train::pretrain_rank::<Autodiff<B>>(
+                recipe,
+                &device,
+                opts,
+                Some(&ctx),
+                on_step,
+                on_epoch,
+            )
+            .map_err(|e| rho_train::TrainError::Rank {
+                rank,
+                error: Box::new(e),
+            })?
         }
     })
 }
 
 /// A rank other than 0: the same training, no output.
-fn run_rank<B: Backend>(recipe: &Recipe, opts: RunOptions, parallel: Parallel<B::Device>) -> Result<()> {
+fn run_rank<B: Backend>(
+    recipe: &Recipe,
+    opts: RunOptions,
+    parallel: Parallel<B::Device>,
+) -> Result<()> {
     let opts = RunOptions {
         checkpoint_every: None,
         ..opts

@@ -72,8 +72,8 @@ pub fn all_reduce_with_grad<B: AutodiffBackend>(
         AllReduceBackward,
         [tensor.node.clone()],
     )
-        .compute_bound()
-        .stateful()
+    .compute_bound()
+    .stateful()
     {
         OpsKind::Tracked(prep) => prep.finish(Reducer(backward), out),
         OpsKind::UnTracked(prep) => prep.finish(out),

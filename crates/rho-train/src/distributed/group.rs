@@ -50,7 +50,8 @@ impl<B: AutodiffBackend> DeviceGroup<B> {
     /// `t` placed at row block `block` of `blocks` equal blocks, zeros elsewhere.
     fn padded(t: Tensor<B, 2>, block: usize, blocks: usize) -> Tensor<B, 2> {
         let [n, d] = t.dims();
-        Tensor::zeros([n * blocks, d], &t.device()).slice_assign([block * n..(block + 1) * n, 0..d], t)
+        Tensor::zeros([n * blocks, d], &t.device())
+            .slice_assign([block * n..(block + 1) * n, 0..d], t)
     }
 
     fn sum_no_grad(&self, t: Tensor<B, 2>, call: &'static str) -> Tensor<B, 2> {

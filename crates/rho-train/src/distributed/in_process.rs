@@ -89,7 +89,9 @@ pub fn pretrain_data_parallel<B: AutodiffBackend>(
                     .unwrap_or_else(|p| Err(TrainError::Stopped(panic_message(p))));
                 let _ = tx.send(Report::Done(rank, result));
             })
-            .map_err(|e| TrainError::Stopped(format!("cannot start the thread of rank {rank}: {e}")))?;
+            .map_err(|e| {
+                TrainError::Stopped(format!("cannot start the thread of rank {rank}: {e}"))
+            })?;
     }
     drop(tx);
     let (mut done, mut net) = (0, None);

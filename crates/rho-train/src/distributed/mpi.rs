@@ -36,10 +36,25 @@ impl LaunchEnv {
             std::env::var(k).ok()?.trim().parse().ok()
         }
         const PAIRS: &[(&str, &str, &str, &str)] = &[
-            ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_SIZE"),
+            (
+                "OMPI_COMM_WORLD_RANK",
+                "OMPI_COMM_WORLD_SIZE",
+                "OMPI_COMM_WORLD_LOCAL_RANK",
+                "OMPI_COMM_WORLD_LOCAL_SIZE",
+            ),
             ("PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID", "MPI_LOCALNRANKS"),
-            ("MV2_COMM_WORLD_RANK", "MV2_COMM_WORLD_SIZE", "MV2_COMM_WORLD_LOCAL_RANK", "MV2_COMM_WORLD_LOCAL_SIZE"),
-            ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_NTASKS_PER_NODE"),
+            (
+                "MV2_COMM_WORLD_RANK",
+                "MV2_COMM_WORLD_SIZE",
+                "MV2_COMM_WORLD_LOCAL_RANK",
+                "MV2_COMM_WORLD_LOCAL_SIZE",
+            ),
+            (
+                "SLURM_PROCID",
+                "SLURM_NTASKS",
+                "SLURM_LOCALID",
+                "SLURM_NTASKS_PER_NODE",
+            ),
         ];
         PAIRS.iter().find_map(|(r, s, lr, ls)| {
             let (rank, size) = (get(r)?, get(s)?);
@@ -113,7 +128,9 @@ impl MpiTransport {
     /// message, instead of leaving the other ranks waiting forever.
     pub fn init(timeout_s: f64) -> Result<Self, CollectiveError> {
         let (universe, threading) = mpi::initialize_with_threading(mpi::Threading::Multiple)
-            .ok_or_else(|| CollectiveError::Setup("MPI is already initialised in this process".into()))?;
+            .ok_or_else(|| {
+                CollectiveError::Setup("MPI is already initialised in this process".into())
+            })?;
         if threading != mpi::Threading::Multiple {
             return Err(CollectiveError::Setup(format!(
                 "this MPI grants only {threading:?} threading; rho needs MPI_THREAD_MULTIPLE (its timeout watchdog calls MPI_Abort from another thread); use Open MPI 4 or newer"
@@ -122,7 +139,14 @@ impl MpiTransport {
         let world = universe.world();
         let (rank, size) = (world.rank() as usize, world.size() as usize);
         let library = mpi::environment::library_version()
-            .map(|v| v.trim_end_matches('\0').split(',').next().unwrap_or("").trim().to_string())
+            .map(|v| {
+                v.trim_end_matches('\0')
+                    .split(',')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string()
+            })
             .unwrap_or_else(|_| "MPI".into());
         if size > 1 {
             let default_hook = std::panic::take_hook();
@@ -135,7 +159,11 @@ impl MpiTransport {
         *UNIVERSE.lock().unwrap_or_else(|e| e.into_inner()) = Some(universe);
         let in_flight = std::sync::Arc::new(std::sync::Mutex::new(None));
         if size > 1 && timeout_s.is_finite() {
-            watchdog(rank, Duration::from_secs_f64(timeout_s.max(1.0)), in_flight.clone());
+            watchdog(
+                rank,
+                Duration::from_secs_f64(timeout_s.max(1.0)),
+                in_flight.clone(),
+            );
         }
         Ok(Self {
             rank,
@@ -175,12 +203,14 @@ impl<B: Backend> Transport<B> for MpiTransport {
         } else {
             data.convert::<f32>()
         };
-        let send = data.as_slice::<f32>().map_err(|e| CollectiveError::Failed {
-            rank: self.rank,
-            seq,
-            call: call.to_string(),
-            reason: format!("reading the tensor to the host: {e:?}"),
-        })?;
+        let send = data
+            .as_slice::<f32>()
+            .map_err(|e| CollectiveError::Failed {
+                rank: self.rank,
+                seq,
+                call: call.to_string(),
+                reason: format!("reading the tensor to the host: {e:?}"),
+            })?;
         let mut recv = vec![0f32; n];
         // A handle to MPI_COMM_WORLD (the communicator type is not Send, the transport is).
         let comm = SimpleCommunicator::world();

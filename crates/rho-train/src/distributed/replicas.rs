@@ -48,7 +48,7 @@ pub fn average_gradients<B: AutodiffBackend, M: AutodiffModule<B>>(
         .into_iter()
         .zip(sizes)
         .map(|((id, shape, _), n)| {
-            let part = summed.clone().slice([offset..offset + n]);
+            let part = summed.clone().narrow(0, offset, n);
             offset += n;
             (id, shape, part)
         })
@@ -61,7 +61,8 @@ pub fn average_gradients<B: AutodiffBackend, M: AutodiffModule<B>>(
         fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<B, D>>) {
             if let Some((shape, g)) = self.parts.remove(&p.id) {
                 let shape: [usize; D] = shape.try_into().expect("the shape was taken from D dims");
-                self.grads.register::<B::InnerBackend, D>(p.id, g.reshape(shape));
+                self.grads
+                    .register::<B::InnerBackend, D>(p.id, g.reshape(shape));
             }
         }
     }
@@ -106,8 +107,17 @@ pub fn broadcast_from_rank0<B: AutodiffBackend, M: AutodiffModule<B>>(
     let sizes: Vec<usize> = tensors.iter().map(|x| x.dims()[0]).collect();
     // Same structure everywhere: tensor count and element count, gathered from every rank.
     let shape_sig = [sizes.len() as f32, sizes.iter().sum::<usize>() as f32];
-    let sigs = gather_rows::<B::InnerBackend>(t, &shape_sig, &device, &format!("{what}: structure check"))?;
-    if let Some((r, s)) = sigs.iter().enumerate().find(|(_, s)| s[..] != shape_sig[..]) {
+    let sigs = gather_rows::<B::InnerBackend>(
+        t,
+        &shape_sig,
+        &device,
+        &format!("{what}: structure check"),
+    )?;
+    if let Some((r, s)) = sigs
+        .iter()
+        .enumerate()
+        .find(|(_, s)| s[..] != shape_sig[..])
+    {
         return Err(CollectiveError::Setup(format!(
             "{what}: rank {r} built {} tensors with {} values, rank {} built {} with {}; every rank must run the same recipe (model.arch, method heads)",
             s[0], s[1], t.rank(), shape_sig[0], shape_sig[1]
@@ -123,7 +133,7 @@ pub fn broadcast_from_rank0<B: AutodiffBackend, M: AutodiffModule<B>>(
     let mut offset = 0;
     let mut parts = Vec::with_capacity(sizes.len());
     for n in sizes {
-        parts.push(values.clone().slice([offset..offset + n]));
+        parts.push(values.clone().narrow(0, offset, n));
         offset += n;
     }
     struct Set<B: Backend> {
@@ -196,7 +206,14 @@ fn gather_rows<B: Backend>(
     let (w, k) = (t.world_size(), row.len());
     let mut padded = vec![0f32; w * k];
     padded[t.rank() * k..(t.rank() + 1) * k].copy_from_slice(row);
-    let all = t.all_reduce_sum(Tensor::from_data(TensorData::new(padded, [w * k]), device), call)?;
-    let all = all.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| CollectiveError::Setup(format!("{call}: {e:?}")))?;
+    let all = t.all_reduce_sum(
+        Tensor::from_data(TensorData::new(padded, [w * k]), device),
+        call,
+    )?;
+    let all = all
+        .into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .map_err(|e| CollectiveError::Setup(format!("{call}: {e:?}")))?;
     Ok(all.chunks(k).map(<[f32]>::to_vec).collect())
 }
