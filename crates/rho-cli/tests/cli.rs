@@ -659,3 +659,55 @@ fn launch_slurm_writes_a_resumable_one_process_per_gpu_script() {
     ]));
     assert!(!ok && log.contains("multiple of 15"), "{log}");
 }
+
+/// Under mpirun, a rank left waiting in a collective (here its peer made fewer calls and left)
+/// is reported with its rank and call after the timeout, and the job ends.
+#[test]
+#[cfg(feature = "mpi")]
+fn an_mpi_rank_waiting_past_the_timeout_stops_the_job_with_rank_and_call() {
+    let rho = env!("CARGO_BIN_EXE_rho");
+    let bench = |iters: &'static str| {
+        vec![
+            rho,
+            "bench",
+            "collective",
+            "--floats",
+            "1000",
+            "--iters",
+            iters,
+            "--timeout-s",
+            "2",
+        ]
+    };
+    let mut args = vec!["--oversubscribe", "-np", "1"];
+    args.extend(bench("5"));
+    args.extend([":", "-np", "1"]);
+    args.extend(bench("1"));
+    let mut child = Command::new("mpirun")
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("mpirun (scripts/setup.sh installs Open MPI)");
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed().as_secs() > 120 {
+            let _ = child.kill();
+            panic!("the job hung past its collective timeout");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let out = child.wait_with_output().unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{log}");
+    assert!(
+        log.contains("rank 0: collective #") && log.contains("(benchmark) timed out after"),
+        "{log}"
+    );
+}

@@ -24,6 +24,9 @@ pub struct BenchCollectiveArgs {
     pub devices: usize,
     #[arg(long)]
     pub json: bool,
+    /// Seconds a rank may wait in one all-reduce before the job is stopped (MPI).
+    #[arg(long, default_value_t = 600.0)]
+    pub timeout_s: f64,
 }
 
 #[derive(Serialize)]
@@ -74,7 +77,7 @@ pub fn run<B: Backend>(
     };
     #[cfg(feature = "mpi")]
     if let Some(env) = rho_train::distributed::LaunchEnv::detect().filter(|e| e.size > 1) {
-        let t = rho_train::distributed::MpiTransport::init(600.0)?;
+        let t = rho_train::distributed::MpiTransport::init(a.timeout_s)?;
         let device = at(env.local_rank);
         let ms = time_all_reduce::<B>(&t, &device, a.floats, a.iters)?;
         if env.rank == 0 {
