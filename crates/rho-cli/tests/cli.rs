@@ -567,6 +567,35 @@ fn data_parallel_runs_match_the_single_device_run_in_process_and_under_mpirun() 
     }
 }
 
+/// `mpirun ARGS` (as root where need be), failing the test if the job outlives 120 s: success
+/// and the combined output.
+#[cfg(feature = "mpi")]
+fn mpirun(args: &[&str]) -> (bool, String) {
+    let mut child = Command::new("mpirun")
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("mpirun (scripts/setup.sh installs Open MPI)");
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed().as_secs() > 120 {
+            let _ = child.kill();
+            panic!("mpirun {args:?} hung");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let out = child.wait_with_output().unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), log)
+}
+
 /// A rank that fails under mpirun ends the whole job with its error, instead of leaving the
 /// other rank waiting in a collective forever.
 #[test]
@@ -585,32 +614,18 @@ fn a_failing_mpi_rank_ends_the_job_with_its_error() {
     );
     let text = std::fs::read_to_string(d.join("r.toml")).unwrap();
     std::fs::write(d.join("r.toml"), text.replace("batch = 2", "batch = 4")).unwrap();
-    let mut child = Command::new("mpirun")
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .args(["--oversubscribe", "-np", "2"])
-        .arg(env!("CARGO_BIN_EXE_rho"))
-        .args(["pretrain", "--config"])
-        .arg(d.join("r.toml"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("mpirun (scripts/setup.sh installs Open MPI)");
-    let started = std::time::Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed().as_secs() > 120 {
-            let _ = child.kill();
-            panic!("the job hung after rank 0 failed");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    let out = child.wait_with_output().unwrap();
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!out.status.success(), "{log}");
+    let config = d.join("r.toml").display().to_string();
+    let rho = env!("CARGO_BIN_EXE_rho");
+    let (ok, log) = mpirun(&[
+        "--oversubscribe",
+        "-np",
+        "2",
+        rho,
+        "pretrain",
+        "--config",
+        &config,
+    ]);
+    assert!(!ok, "{log}");
     assert!(log.contains("cannot create"), "{log}");
 }
 
@@ -683,29 +698,8 @@ fn an_mpi_rank_waiting_past_the_timeout_stops_the_job_with_rank_and_call() {
     args.extend(bench("5"));
     args.extend([":", "-np", "1"]);
     args.extend(bench("1"));
-    let mut child = Command::new("mpirun")
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .args(&args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("mpirun (scripts/setup.sh installs Open MPI)");
-    let started = std::time::Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed().as_secs() > 120 {
-            let _ = child.kill();
-            panic!("the job hung past its collective timeout");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    let out = child.wait_with_output().unwrap();
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!out.status.success(), "{log}");
+    let (ok, log) = mpirun(&args);
+    assert!(!ok, "{log}");
     assert!(
         log.contains("rank 0: collective #") && log.contains("(benchmark) timed out after"),
         "{log}"
