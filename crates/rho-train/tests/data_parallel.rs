@@ -1,11 +1,14 @@
 //! Data parallelism on the CPU: two in-process devices with half the batch each must take the
 //! same step as one device with the whole batch, for every method, with SyncBatchNorm on.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 
 use burn::backend::{Autodiff, Flex};
 use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use burn::tensor::Tensor;
+use rho_train::recipe::SyncBn;
 use rho_train::{pretrain, pretrain_data_parallel, Recipe, RunOptions};
 
 type AB = Autodiff<Flex>;
@@ -13,44 +16,12 @@ type AB = Autodiff<Flex>;
 /// Burn's random generator is one per process: runs that seed it take turns.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn videos() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rho-dp-{}", std::process::id()));
-    rho_data::synthetic::test_videos(&dir, 8, 64, 48, 15, 2.0).unwrap();
-    dir
-}
-
-fn recipe(kind: &str, optimizer: &str, extra: &str, sync_bn: &str, index: &Path) -> Recipe {
-    let text = format!(
-        r#"
-name = "test"
-batch = 4
-epochs = 4
-output = "unused"
-[model]
-arch = "slow_r18_tiny"
-sync_bn = {sync_bn}
-[method]
-kind = "{kind}"
-{extra}
-[data]
-index = "{}"
-rho = 2
-frames = 4
-stride = 2
-crop = 32
-short_side = 40
-workers = 2
-[optim]
-optimizer = "{optimizer}"
-base_lr = 0.05
-reference_batch = 4
-weight_decay = 1e-4
-warmup_epochs = 1
-warmup_start_lr = 0.01
-"#,
-        index.display()
-    );
-    Recipe::parse(&text, "test", &[]).unwrap()
+/// The common tiny recipe with SyncBN `sync_bn` and a warm-up from 0.01.
+fn recipe(kind: &str, optimizer: &str, extra: &str, sync_bn: SyncBn, index: &Path) -> Recipe {
+    let mut r = common::recipe(kind, optimizer, extra, index);
+    r.model.sync_bn = sync_bn;
+    r.optim.warmup_start_lr = 0.01;
+    r
 }
 
 /// Every float tensor of a network (parameters and running statistics, with their pending
@@ -130,7 +101,7 @@ fn relative_gap(a: &Run, b: &Run, initial: &[f32]) -> f64 {
 #[test]
 fn two_devices_with_half_batches_take_the_single_device_step_for_every_method() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let index = videos();
+    let index = common::videos("dp");
     for (kind, opt, extra, steps) in [
         ("simclr", "lars", "", 2),
         ("byol", "lars", "", 2),
@@ -138,7 +109,7 @@ fn two_devices_with_half_batches_take_the_single_device_step_for_every_method() 
         // Queue of 8 at batch 4: two warm-up steps without an optimiser step, then two real ones.
         ("moco", "sgd", "queue_len = 8", 4),
     ] {
-        let r = recipe(kind, opt, extra, "\"all\"", &index);
+        let r = recipe(kind, opt, extra, SyncBn::All, &index);
         let initial = single(&r, 0).weights;
         let one = single(&r, steps);
         let two = two_devices(&r, steps);
@@ -168,8 +139,8 @@ fn two_devices_with_half_batches_take_the_single_device_step_for_every_method() 
 #[test]
 fn per_device_batch_norm_is_not_the_single_device_step() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let index = videos();
-    let r = recipe("simclr", "lars", "", "\"off\"", &index);
+    let index = common::videos("dp");
+    let r = recipe("simclr", "lars", "", SyncBn::Off, &index);
     let initial = single(&r, 0).weights;
     let one = single(&r, 2);
     let two = two_devices(&r, 2);
@@ -184,7 +155,7 @@ fn per_device_batch_norm_is_not_the_single_device_step() {
 #[test]
 fn runs_that_cannot_split_are_refused_with_the_fix() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let index = videos();
+    let index = common::videos("dp");
     let dev = Default::default();
     let run = |r: &Recipe, n: usize| {
         pretrain_data_parallel::<AB>(
@@ -202,13 +173,13 @@ fn runs_that_cannot_split_are_refused_with_the_fix() {
         .map(|e| e.to_string())
         .unwrap_or_default()
     };
-    let r = recipe("simclr", "lars", "", "\"all\"", &index);
+    let r = recipe("simclr", "lars", "", SyncBn::All, &index);
     let e = run(&r, 3);
     assert!(e.contains("does not split into 3 devices"), "{e}");
-    let r = recipe("simclr", "lars", "", "\"off\"", &index);
+    let r = recipe("simclr", "lars", "", SyncBn::Off, &index);
     let e = run(&r, 4);
     assert!(e.contains("BatchNorm needs 2"), "{e}");
-    let mut r = recipe("simclr", "lars", "", "3", &index);
+    let mut r = recipe("simclr", "lars", "", SyncBn::Group(3), &index);
     r.batch = 8;
     let e = run(&r, 4);
     assert!(e.contains("model.sync_bn = 3"), "{e}");
@@ -404,8 +375,8 @@ fn sync_batch_norm_on_two_ranks_is_batch_norm_over_the_whole_batch() {
 #[test]
 fn a_data_parallel_checkpoint_resumes_on_one_device() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let index = videos();
-    let mut r = recipe("byol", "lars", "", "\"all\"", &index);
+    let index = common::videos("dp");
+    let mut r = recipe("byol", "lars", "", SyncBn::All, &index);
     r.output = std::env::temp_dir().join(format!("rho-dp-resume-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&r.output);
     let initial = single(&r, 0).weights;

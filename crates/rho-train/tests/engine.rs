@@ -1,9 +1,10 @@
 //! The loop end to end on generated videos: every method trains a few steps on the CPU.
 
-use std::path::{Path, PathBuf};
-
 use burn::backend::{Autodiff, Flex};
-use rho_train::{pretrain, Recipe};
+mod common;
+
+use common::recipe;
+use rho_train::pretrain;
 
 type AB = Autodiff<Flex>;
 
@@ -11,49 +12,10 @@ type AB = Autodiff<Flex>;
 /// initial weights differ. The tests of this file take turns.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn videos() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rho-engine-{}", std::process::id()));
-    rho_data::synthetic::test_videos(&dir, 8, 64, 48, 15, 2.0).unwrap();
-    dir
-}
-
-fn recipe(kind: &str, optimizer: &str, extra: &str, index: &Path) -> Recipe {
-    let text = format!(
-        r#"
-name = "test"
-batch = 4
-epochs = 4
-output = "unused"
-[model]
-arch = "slow_r18_tiny"
-[method]
-kind = "{kind}"
-{extra}
-[data]
-index = "{}"
-rho = 2
-frames = 4
-stride = 2
-crop = 32
-short_side = 40
-workers = 2
-[optim]
-optimizer = "{optimizer}"
-base_lr = 0.05
-reference_batch = 4
-weight_decay = 1e-4
-warmup_epochs = 1
-warmup_start_lr = 0.001
-"#,
-        index.display()
-    );
-    Recipe::parse(&text, "test", &[]).unwrap()
-}
-
 #[test]
 fn every_method_trains_on_generated_videos() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let index = videos();
+    let index = common::videos("engine");
     let dev = Default::default();
     for (kind, opt, extra) in [
         ("byol", "lars", ""),
@@ -114,7 +76,7 @@ fn weights(net: &rho_objectives::SslNetwork<AB>) -> Vec<u8> {
 fn resume_is_bitwise_identical() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     use rho_train::{pretrain_with, RunOptions};
-    let index = videos();
+    let index = common::videos("engine");
     let dev = Default::default();
     for (kind, opt, extra) in [("byol", "lars", ""), ("moco", "sgd", "queue_len = 8")] {
         let out = std::env::temp_dir().join(format!("rho-resume-{}-{kind}", std::process::id()));
@@ -206,7 +168,7 @@ fn corrupt_or_truncated_checkpoints_are_refused_with_their_path() {
 #[test]
 fn runs_that_cannot_work_are_refused_before_training() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let index = videos();
+    let index = common::videos("engine");
     let dev = Default::default();
     // Clips of 16×8 need 64 frames of these 15-fps videos; they have 30.
     let mut r = recipe("byol", "lars", "", &index);
@@ -244,7 +206,7 @@ fn runs_that_cannot_work_are_refused_before_training() {
 #[test]
 fn gradient_accumulation_trains_the_same_global_batch() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let index = videos();
+    let index = common::videos("engine");
     let dev = Default::default();
     for (kind, opt, extra) in [("byol", "lars", ""), ("moco", "sgd", "queue_len = 8")] {
         let mut r = recipe(kind, opt, extra, &index);
@@ -269,7 +231,7 @@ fn gradient_accumulation_trains_the_same_global_batch() {
 #[test]
 fn a_step_that_cannot_fit_in_memory_is_refused_before_training() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let index = videos();
+    let index = common::videos("engine");
     let mut r = recipe("byol", "lars", "", &index);
     r.output = std::env::temp_dir().join(format!("rho-oom-{}", std::process::id()));
     let est = rho_train::memory::estimate(&r).unwrap();
