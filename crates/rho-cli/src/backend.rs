@@ -79,8 +79,16 @@ macro_rules! with_backend {
             #[cfg(feature = "wgpu")]
             BackendKind::Wgpu => {
                 type $B = burn::backend::Wgpu;
-                let $dev = burn::backend::wgpu::WgpuDevice::DiscreteGpu($index);
-                let $at = burn::backend::wgpu::WgpuDevice::DiscreteGpu;
+                // CUBECL_WGPU_DEFAULT_DEVICE (e.g. `Cpu` for Mesa's lavapipe software Vulkan)
+                // lets cubecl pick the adapter it names instead of requiring a discrete GPU.
+                let $at = |i: usize| {
+                    if std::env::var_os("CUBECL_WGPU_DEFAULT_DEVICE").is_some() {
+                        burn::backend::wgpu::WgpuDevice::DefaultDevice
+                    } else {
+                        burn::backend::wgpu::WgpuDevice::DiscreteGpu(i)
+                    }
+                };
+                let $dev = $at($index);
                 $body
             }
             #[cfg(feature = "cuda")]
