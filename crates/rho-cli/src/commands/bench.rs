@@ -64,6 +64,8 @@ struct Report {
     step_ms_max: f64,
     clips_per_s: f64,
     forward_ms_median: Option<f64>,
+    /// Cross-entropy of the last step (a smoke test checks it is finite).
+    final_loss: f64,
 }
 
 pub fn run<B: Backend>(
@@ -99,13 +101,14 @@ pub fn run<B: Backend>(
     let ce = CrossEntropyLossConfig::new().init(&device);
 
     let mut times = Vec::new();
+    let mut final_loss = f64::NAN;
     for i in 0..a.warmup + a.steps {
         let t0 = Instant::now();
         let logits = model.try_logits(x.clone())?;
         let loss = ce.forward(logits, y.clone());
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optim.step(0.01, model, grads);
-        let _: f32 = loss.into_scalar().to_string().parse().unwrap_or(f32::NAN);
+        final_loss = loss.into_scalar().to_string().parse().unwrap_or(f64::NAN);
         B::sync(&device).map_err(|e| anyhow::anyhow!("{e:?}"))?;
         if i >= a.warmup {
             times.push(t0.elapsed().as_secs_f64() * 1e3);
@@ -152,6 +155,7 @@ pub fn run<B: Backend>(
         step_ms_max: times.iter().cloned().fold(0.0, f64::max),
         clips_per_s: a.batch as f64 / (med / 1e3),
         forward_ms_median,
+        final_loss,
     };
     if a.json {
         println!("{}", serde_json::to_string(&report)?);
