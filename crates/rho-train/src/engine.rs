@@ -230,6 +230,7 @@ pub fn pretrain_rank<B: AutodiffBackend>(
         lcfg.shard = rho_data::Shard { rank: me, world };
         lcfg.workers = (lcfg.workers / r.local_ranks.max(1)).max(1);
     }
+    let index_signature = index_signature(&index);
     let mut loader = VideoLoader::new(index, lcfg)?;
     let iters = loader.batches_per_epoch();
     let mcfg = recipe.method_config();
@@ -275,8 +276,17 @@ pub fn pretrain_rank<B: AutodiffBackend>(
         step = ck.meta.step;
     }
     if let Some(r) = rank {
-        // Every rank starts from rank 0's state, checked bit-identical.
+        // Every rank continues from the same point of the same dataset...
         let t = r.group.transport().as_ref();
+        let pos = loader.position();
+        crate::distributed::check_agreement(
+            t,
+            device,
+            &["resumed step", "loader epoch", "loader batch", "videos in the index", "hash of the video paths"],
+            &[step as u64, pos.epoch, pos.cursor as u64, index_signature.0, index_signature.1],
+            "every rank must see the same output folder (checkpoints) and the same dataset: put them on a shared filesystem, or pass the same --resume path to every rank",
+        )?;
+        // ...and starts from rank 0's state, checked bit-identical.
         net = crate::distributed::broadcast_from_rank0(net, t, "online network")?;
         if let Some(tg) = method.target.as_mut() {
             tg.target =
@@ -437,8 +447,19 @@ pub fn pretrain_rank<B: AutodiffBackend>(
             }
         }
         drop(batches);
-        if epoch_done && lead {
-            on_epoch(epoch0 + 1, &net)?;
+        if epoch_done {
+            if lead {
+                on_epoch(epoch0 + 1, &net)?;
+            }
+            if let Some(r) = rank {
+                // The other ranks wait for rank 0's epoch hook (e.g. a kNN pass) without the
+                // collective timeout, which would take a long hook for a dead peer.
+                let t = r.group.transport();
+                t.all_reduce_sum_untimed(
+                    Tensor::zeros([1], device),
+                    &format!("end of epoch {} (rank 0 runs the epoch hook)", epoch0 + 1),
+                )?;
+            }
         }
     }
     Ok(net)
@@ -546,6 +567,16 @@ pub fn preflight(recipe: &Recipe, index: &VideoIndex) -> Result<(), TrainError> 
         }
     }
     Ok(())
+}
+
+/// Length and a hash of the index's paths, in order (every rank must read the same list).
+fn index_signature(index: &VideoIndex) -> (u64, u64) {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for e in &index.entries {
+        e.source.path().hash(&mut h);
+    }
+    (index.len() as u64, h.finish())
 }
 
 /// The ranks' metrics averaged (one small all-reduce; every rank then takes the same decisions,

@@ -421,3 +421,44 @@ fn a_data_parallel_checkpoint_resumes_on_one_device() {
     );
     let _ = std::fs::remove_dir_all(&r.output);
 }
+
+/// Ranks that would continue from different checkpoints (or read different lists) are stopped
+/// before training, with what differs and the fix.
+#[test]
+fn ranks_that_resume_from_different_points_are_refused() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let errors = on_two_ranks(1, |rank, group| {
+        let facts = [if rank == 0 { 500 } else { 0 }, 240_000, u64::MAX - 7];
+        rho_train::distributed::check_agreement(
+            group.transport().as_ref(),
+            &Default::default(),
+            &[
+                "resumed step",
+                "videos in the index",
+                "hash of the video paths",
+            ],
+            &facts,
+            "use a shared filesystem",
+        )
+        .err()
+        .map(|e| e.to_string())
+    });
+    let e = errors[1].clone().expect("rank 1 disagrees with rank 0");
+    assert!(e.contains("resumed step: rank 0 500 vs rank 1 0"), "{e}");
+    assert!(
+        !e.contains("videos in the index") && e.contains("shared filesystem"),
+        "{e}"
+    );
+    // Agreeing ranks (64-bit values included) pass.
+    let ok = on_two_ranks(1, |_, group| {
+        rho_train::distributed::check_agreement(
+            group.transport().as_ref(),
+            &Default::default(),
+            &["hash"],
+            &[u64::MAX - 7],
+            "",
+        )
+        .is_ok()
+    });
+    assert_eq!(ok, [true, true]);
+}

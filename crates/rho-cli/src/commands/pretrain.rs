@@ -75,6 +75,24 @@ pub enum Parallel<D> {
 }
 
 impl<D> Parallel<D> {
+    /// Replicas that share this machine (its memory, on a CPU backend).
+    fn replicas_on_this_machine(&self) -> usize {
+        match self {
+            Parallel::Devices(d) => d.len(),
+            #[cfg(feature = "mpi")]
+            Parallel::Mpi { local_ranks, .. } => (*local_ranks).max(1),
+        }
+    }
+
+    /// Devices over all processes.
+    fn world(&self) -> usize {
+        match self {
+            Parallel::Devices(d) => d.len(),
+            #[cfg(feature = "mpi")]
+            Parallel::Mpi { transport, .. } => transport.size(),
+        }
+    }
+
     fn lead(&self) -> bool {
         match self {
             Parallel::Devices(_) => true,
@@ -116,6 +134,14 @@ fn parallel<D: Clone>(a: &PretrainArgs, device: D, at: impl Fn(usize) -> D) -> R
             );
         }
         let transport = rho_train::distributed::MpiTransport::init(a.collective_timeout_s)?;
+        if transport.size() != env.size {
+            anyhow::bail!(
+                "the launcher started {} processes but MPI sees {} (rank {}): this MPI cannot join the launcher's job (with srun, pick the plugin your Open MPI supports: `srun --mpi=list`, e.g. --mpi=pmix), or the program was not started by the launcher",
+                env.size,
+                transport.size(),
+                transport.rank()
+            );
+        }
         let _ = device;
         return Ok(Parallel::Mpi {
             rank: transport.rank(),
@@ -125,12 +151,15 @@ fn parallel<D: Clone>(a: &PretrainArgs, device: D, at: impl Fn(usize) -> D) -> R
         });
     }
     #[cfg(not(feature = "mpi"))]
-    if ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"].iter().any(|k| {
-        std::env::var(k)
-            .ok()
-            .and_then(|v| v.parse::<usize>().ok())
-            .is_some_and(|n| n > 1)
-    }) {
+    if ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS"]
+        .iter()
+        .any(|k| {
+            std::env::var(k)
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+                .is_some_and(|n| n > 1)
+        })
+    {
         anyhow::bail!(
             "this rho was built without MPI; rebuild with `--features mpi` to run under mpirun"
         );
@@ -179,9 +208,11 @@ pub fn run<B: Backend>(
             .memory_limit_gib
             .map(|g| g * (1u64 << 30) as f64)
             .or_else(|| {
+                // On a CPU backend the replicas of this machine share its memory.
                 matches!(backend, "flex" | "ndarray")
                     .then(rho_train::memory::available_host_memory)
                     .flatten()
+                    .map(|m| m / parallel.replicas_on_this_machine() as f64)
             }),
     };
     let monitor = match (a.knn_every, &a.knn_config) {
@@ -306,9 +337,11 @@ pub fn execute<B: Backend>(
     let (mut wait_total, mut step_total, mut clips_total) = (0.0f64, 0.0f64, 0usize);
     let mut history: Vec<(f64, f64, f64, f64, f64)> = Vec::new(); // step, loss, lr, emb_std, pos_sim
 
-    if let Ok(est) = rho_train::memory::estimate(&recipe) {
+    let mut per_device = recipe.clone();
+    per_device.batch /= parallel.world().max(1);
+    if let Ok(est) = rho_train::memory::estimate(&per_device) {
         eprintln!(
-            "  memory estimate per step: {} ({} activations)",
+            "  memory estimate per step and device: {} ({} activations)",
             rho_train::memory::gib(est.total()),
             rho_train::memory::gib(est.activation_bytes)
         );

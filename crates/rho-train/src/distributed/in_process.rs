@@ -124,14 +124,15 @@ pub fn pretrain_data_parallel<B: AutodiffBackend>(
     net.ok_or_else(|| TrainError::Stopped("rank 0 ended without a network".into()))
 }
 
-/// `net` with BatchNorm's running statistics folded in on this thread. Burn keeps a running
+/// A snapshot of `net` with BatchNorm's running statistics folded in on this thread. Burn keeps a running
 /// statistic's latest value per updating thread and folds it in only on that thread or on
 /// export; a network handed to another thread would otherwise show the previous step's
 /// statistics there.
 fn settled<B: AutodiffBackend>(net: &SslNetwork<B>) -> SslNetwork<B> {
     use burn::module::AutodiffModule;
-    let _ = net.valid(); // `valid` folds every pending update into the shared value
-    net.clone()
+    // `valid` folds every pending update in; `from_inner` gives state of its own (a clone would
+    // share the running statistics that rank 0 keeps updating).
+    SslNetwork::from_inner(net.valid())
 }
 
 /// The text of a caught panic.

@@ -22,8 +22,8 @@ pub struct Watch {
 struct RankState {
     /// Collectives completed.
     done: u64,
-    /// The call in progress and when it started.
-    waiting: Option<(String, Instant)>,
+    /// The call in progress, when it started, and whether the timeout applies to it.
+    waiting: Option<(String, Instant, bool)>,
 }
 
 impl Watch {
@@ -37,9 +37,9 @@ impl Watch {
         self.ranks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn enter(&self, rank: usize, call: &str) -> u64 {
+    fn enter(&self, rank: usize, call: &str, timed: bool) -> u64 {
         let mut r = self.lock();
-        r[rank].waiting = Some((call.to_string(), Instant::now()));
+        r[rank].waiting = Some((call.to_string(), Instant::now(), timed));
         r[rank].done
     }
 
@@ -53,18 +53,18 @@ impl Watch {
     /// the ranks that have not joined it.
     pub fn stuck(&self, limit_s: f64) -> Option<CollectiveError> {
         let r = self.lock();
-        let (rank, (call, since)) = r
+        let (rank, (call, since, _)) = r
             .iter()
             .enumerate()
             .filter_map(|(i, s)| s.waiting.clone().map(|w| (i, w)))
-            .find(|(_, (_, since))| since.elapsed().as_secs_f64() > limit_s)?;
+            .find(|(_, (_, since, timed))| *timed && since.elapsed().as_secs_f64() > limit_s)?;
         let seq = r[rank].done;
         let missing: Vec<String> = r
             .iter()
             .enumerate()
             .filter(|(i, s)| *i != rank && !(s.done == seq && s.waiting.is_some()))
             .map(|(i, s)| match &s.waiting {
-                Some((c, _)) => format!("rank {i} (waiting in #{} {c})", s.done),
+                Some((c, _, _)) => format!("rank {i} (waiting in #{} {c})", s.done),
                 None => format!("rank {i} (computing after #{})", s.done),
             })
             .collect();
@@ -97,7 +97,7 @@ impl<B: Backend> LocalTransport<B> {
         let config = CollectiveConfig::default()
             .with_num_devices(world)
             .with_local_all_reduce_strategy(AllReduceStrategy::Tree(2));
-        watch.enter(rank, "register");
+        watch.enter(rank, "register", true);
         collective::register::<B>(PeerId::from(rank), device.clone(), config).map_err(|e| {
             CollectiveError::Setup(format!(
                 "rank {rank}: burn-collective registration of {world} devices failed: {e:?}"
@@ -126,7 +126,28 @@ impl<B: Backend> Transport<B> for LocalTransport<B> {
         self.world
     }
     fn all_reduce_sum(&self, t: Tensor<B, 1>, call: &str) -> Result<Tensor<B, 1>, CollectiveError> {
-        let seq = self.watch.enter(self.rank, call);
+        self.reduce(t, call, true)
+    }
+    fn all_reduce_sum_untimed(
+        &self,
+        t: Tensor<B, 1>,
+        call: &str,
+    ) -> Result<Tensor<B, 1>, CollectiveError> {
+        self.reduce(t, call, false)
+    }
+    fn describe(&self) -> String {
+        format!("burn-collective (in-process), {} devices", self.world)
+    }
+}
+
+impl<B: Backend> LocalTransport<B> {
+    fn reduce(
+        &self,
+        t: Tensor<B, 1>,
+        call: &str,
+        timed: bool,
+    ) -> Result<Tensor<B, 1>, CollectiveError> {
+        let seq = self.watch.enter(self.rank, call, timed);
         let out = collective::all_reduce::<B>(
             PeerId::from(self.rank),
             t.into_primitive().tensor(),
@@ -140,8 +161,5 @@ impl<B: Backend> Transport<B> for LocalTransport<B> {
         })?;
         self.watch.leave(self.rank);
         Ok(Tensor::from_primitive(TensorPrimitive::Float(out)))
-    }
-    fn describe(&self) -> String {
-        format!("burn-collective (in-process), {} devices", self.world)
     }
 }

@@ -152,8 +152,12 @@ impl MpiTransport {
             let default_hook = std::panic::take_hook();
             std::panic::set_hook(Box::new(move |info| {
                 default_hook(info);
-                eprintln!("rank {rank}: aborting the MPI job after this panic");
-                SimpleCommunicator::world().abort(101);
+                // Only the main thread trains (and holds MPI); a decode thread's panic is a bad
+                // video, which the loader replaces.
+                if std::thread::current().name() == Some("main") {
+                    eprintln!("rank {rank}: aborting the MPI job after this panic");
+                    SimpleCommunicator::world().abort(101);
+                }
             }));
         }
         *UNIVERSE.lock().unwrap_or_else(|e| e.into_inner()) = Some(universe);
@@ -193,6 +197,27 @@ impl<B: Backend> Transport<B> for MpiTransport {
         self.size
     }
     fn all_reduce_sum(&self, t: Tensor<B, 1>, call: &str) -> Result<Tensor<B, 1>, CollectiveError> {
+        self.reduce(t, call, true)
+    }
+    fn all_reduce_sum_untimed(
+        &self,
+        t: Tensor<B, 1>,
+        call: &str,
+    ) -> Result<Tensor<B, 1>, CollectiveError> {
+        self.reduce(t, call, false)
+    }
+    fn describe(&self) -> String {
+        format!("{} over {} processes", self.library, self.size)
+    }
+}
+
+impl MpiTransport {
+    fn reduce<B: Backend>(
+        &self,
+        t: Tensor<B, 1>,
+        call: &str,
+        timed: bool,
+    ) -> Result<Tensor<B, 1>, CollectiveError> {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let device = t.device();
         let n = t.dims()[0];
@@ -214,13 +239,12 @@ impl<B: Backend> Transport<B> for MpiTransport {
         let mut recv = vec![0f32; n];
         // A handle to MPI_COMM_WORLD (the communicator type is not Send, the transport is).
         let comm = SimpleCommunicator::world();
-        *self.in_flight.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((seq, call.to_string(), Instant::now()));
+        if timed {
+            *self.in_flight.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some((seq, call.to_string(), Instant::now()));
+        }
         comm.all_reduce_into(send, &mut recv[..], SystemOperation::sum());
         *self.in_flight.lock().unwrap_or_else(|e| e.into_inner()) = None;
         Ok(Tensor::from_data(TensorData::new(recv, [n]), &device))
-    }
-    fn describe(&self) -> String {
-        format!("{} over {} processes", self.library, self.size)
     }
 }

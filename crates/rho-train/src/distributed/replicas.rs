@@ -196,6 +196,49 @@ fn checksum(data: &TensorData) -> [f32; 3] {
     ]
 }
 
+/// Errors unless every rank reports the same `facts` (named by `names`): where a resumed run
+/// continues, which dataset it reads. Ranks that disagree would issue different collectives or
+/// train on batches that no longer add up.
+pub fn check_agreement<B: Backend>(
+    t: &dyn Transport<B>,
+    device: &B::Device,
+    names: &[&str],
+    facts: &[u64],
+    hint: &str,
+) -> Result<(), CollectiveError> {
+    // f32 carries 24 bits exactly: each fact travels as four 16-bit pieces.
+    let row: Vec<f32> = facts
+        .iter()
+        .flat_map(|v| [0, 16, 32, 48].map(|s| ((v >> s) & 0xffff) as f32))
+        .collect();
+    let rows = gather_rows(t, &row, device, "run-state agreement")?;
+    let mine = t.rank();
+    for (r, other) in rows.iter().enumerate() {
+        if other[..] != row[..] {
+            let value = |v: &[f32], i: usize| {
+                (0..4).fold(0u64, |acc, k| acc | (v[4 * i + k] as u64) << (16 * k))
+            };
+            let diff: Vec<String> = names
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| value(other, *i) != value(&row, *i))
+                .map(|(i, n)| {
+                    format!(
+                        "{n}: rank {r} {} vs rank {mine} {}",
+                        value(other, i),
+                        value(&row, i)
+                    )
+                })
+                .collect();
+            return Err(CollectiveError::Setup(format!(
+                "the ranks disagree ({}); {hint}",
+                diff.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// `row` from every rank, in rank order.
 fn gather_rows<B: Backend>(
     t: &dyn Transport<B>,

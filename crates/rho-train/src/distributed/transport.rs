@@ -37,6 +37,16 @@ pub trait Transport<B: Backend>: Send + Sync {
     fn world_size(&self) -> usize;
     /// Element-wise sum over the ranks; `call` names the operation in errors.
     fn all_reduce_sum(&self, t: Tensor<B, 1>, call: &str) -> Result<Tensor<B, 1>, CollectiveError>;
+    /// [`all_reduce_sum`](Self::all_reduce_sum) that may wait without limit: where the ranks
+    /// wait for rank 0's own work (the epoch hook, e.g. a kNN monitor), which the collective
+    /// timeout must not mistake for a dead peer.
+    fn all_reduce_sum_untimed(
+        &self,
+        t: Tensor<B, 1>,
+        call: &str,
+    ) -> Result<Tensor<B, 1>, CollectiveError> {
+        self.all_reduce_sum(t, call)
+    }
     /// What this transport is, for logs ("burn-collective, 2 devices", "Open MPI 4.1, 4 ranks").
     fn describe(&self) -> String;
 }
