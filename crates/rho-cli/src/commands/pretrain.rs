@@ -102,6 +102,21 @@ impl<D> Parallel<D> {
     }
 }
 
+/// The GPU index of the process with local rank `r`: `r`, unless the site gives each process
+/// fewer GPUs (`CUDA_VISIBLE_DEVICES` listing fewer than `r + 1`), then `r` modulo that count
+/// (one visible GPU: index 0).
+#[cfg(feature = "mpi")]
+fn gpu_of_local_rank(r: usize) -> usize {
+    let visible = std::env::var("CUDA_VISIBLE_DEVICES")
+        .ok()
+        .map(|v| v.split(',').filter(|s| !s.trim().is_empty()).count())
+        .filter(|n| *n > 0);
+    match visible {
+        Some(n) if r >= n => r % n,
+        _ => r,
+    }
+}
+
 /// `--devices` as device indices (a count of 1: the `--device` already chosen).
 fn device_indices(spec: &str) -> Result<Vec<usize>> {
     let bad = || {
@@ -146,7 +161,7 @@ fn parallel<D: Clone>(a: &PretrainArgs, device: D, at: impl Fn(usize) -> D) -> R
         return Ok(Parallel::Mpi {
             rank: transport.rank(),
             transport: std::sync::Arc::new(transport),
-            device: at(env.local_rank),
+            device: at(gpu_of_local_rank(env.local_rank)),
             local_ranks: env.local_size,
         });
     }
