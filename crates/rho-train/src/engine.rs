@@ -13,7 +13,7 @@ use rho_data::{LoaderConfig, ShortVideoPolicy, VideoIndex, VideoLoader};
 use rho_model::BatchStatsSync;
 use rho_objectives::{Collectives, Method, MethodKind, SingleDevice, SslNetwork, StepContext};
 
-use crate::distributed::{CollectiveError, DeviceGroup};
+use crate::distributed::{CollectiveError, DeviceGroup, Transport};
 
 use crate::optim::{GroupedOptimizer, SgdRule};
 use crate::recipe::{OptimizerKind, Recipe};
@@ -38,9 +38,10 @@ pub enum TrainError {
     Rank { rank: usize, error: Box<TrainError> },
 }
 
-/// One rank's place in a data-parallel run (see [`crate::distributed`]).
+/// One rank's place in a data-parallel run (see [`crate::distributed`]); the engine builds the
+/// rank's [`DeviceGroup`] from it with the recipe's SyncBN group.
 pub struct RankContext<B: AutodiffBackend> {
-    pub group: Arc<DeviceGroup<B>>,
+    pub transport: Arc<dyn Transport<B::InnerBackend>>,
     /// Ranks sharing this machine's CPUs: the loader's workers are divided among them.
     pub local_ranks: usize,
 }
@@ -174,9 +175,7 @@ pub fn pretrain_rank<B: AutodiffBackend>(
     use burn::module::Module;
     use burn::record::Recorder;
     let max_steps = opts.max_steps;
-    let (me, world) = rank.map_or((0, 1), |r| {
-        (r.group.transport().rank(), r.group.transport().world_size())
-    });
+    let (me, world) = rank.map_or((0, 1), |r| (r.transport.rank(), r.transport.world_size()));
     let lead = me == 0;
     let sync_bn = recipe
         .model
@@ -277,7 +276,7 @@ pub fn pretrain_rank<B: AutodiffBackend>(
     }
     if let Some(r) = rank {
         // Every rank continues from the same point of the same dataset...
-        let t = r.group.transport().as_ref();
+        let t = r.transport.as_ref();
         let pos = loader.position();
         crate::distributed::check_agreement(
             t,
@@ -301,13 +300,15 @@ pub fn pretrain_rank<B: AutodiffBackend>(
                 .reshape([k, d]);
         }
     }
-    let coll: &dyn Collectives<B> = match rank {
-        Some(r) => r.group.as_ref(),
+    let group = rank.map(|r| Arc::new(DeviceGroup::<B>::new(r.transport.clone(), sync_bn)));
+    let coll: &dyn Collectives<B> = match &group {
+        Some(g) => g.as_ref(),
         None => &SingleDevice,
     };
-    let bn_sync: Option<Arc<dyn BatchStatsSync>> = rank
+    let bn_sync: Option<Arc<dyn BatchStatsSync>> = group
+        .clone()
         .filter(|_| sync_bn > 1)
-        .map(|r| r.group.clone() as Arc<dyn BatchStatsSync>);
+        .map(|g| g as Arc<dyn BatchStatsSync>);
     let mut opt = GroupedOptimizer::new(&net, rule, o.bn_weight_decay);
     if let Some((p, ck)) = &resume {
         opt = opt
@@ -393,7 +394,7 @@ pub fn pretrain_rank<B: AutodiffBackend>(
                 )));
             }
             if let (Some(r), Some(gb), Some(gr)) = (rank, grads_bn.as_mut(), grads_rest.as_mut()) {
-                let t = r.group.transport().as_ref();
+                let t = r.transport.as_ref();
                 let avg = crate::distributed::average_gradients(
                     &net,
                     gb.grads(),
@@ -454,7 +455,7 @@ pub fn pretrain_rank<B: AutodiffBackend>(
             if let Some(r) = rank {
                 // The other ranks wait for rank 0's epoch hook (e.g. a kNN pass) without the
                 // collective timeout, which would take a long hook for a dead peer.
-                let t = r.group.transport();
+                let t = &r.transport;
                 t.all_reduce_sum_untimed(
                     Tensor::zeros([1], device),
                     &format!("end of epoch {} (rank 0 runs the epoch hook)", epoch0 + 1),
@@ -586,7 +587,7 @@ fn average_metrics<B: AutodiffBackend>(
     r: &RankContext<B>,
     device: &B::Device,
 ) -> Result<std::collections::BTreeMap<&'static str, f64>, TrainError> {
-    let t = r.group.transport();
+    let t = &r.transport;
     let values: Vec<f32> = metrics.values().map(|v| *v as f32).collect();
     let n = values.len();
     let sum = t.all_reduce_sum(

@@ -286,6 +286,25 @@ fn gathered_nt_xent_gradients_equal_the_single_device_ones() {
     assert_close(&single.2, &gb, 1e-4, "d/dz1");
 }
 
+/// Output, input gradient, γ gradient and running variance of BatchNorm `bn` that gave `y`
+/// for `x`, under the loss Σ y·w.
+type Outputs = (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>);
+fn bn_outputs(
+    bn: &rho_model::BatchNorm3d<AB>,
+    x: &Tensor<AB, 3>,
+    y: Tensor<AB, 3>,
+    w: Tensor<AB, 3>,
+) -> Outputs {
+    let v = |t: Tensor<AB, 1>| t.into_data().to_vec::<f32>().unwrap();
+    let g = (y.clone() * w).sum().backward();
+    (
+        y.into_data().to_vec::<f32>().unwrap(),
+        x.grad(&g).unwrap().into_data().to_vec::<f32>().unwrap(),
+        v(Tensor::from_inner(bn.gamma.val().grad(&g).unwrap())),
+        v(bn.running_var.value_sync()),
+    )
+}
+
 /// SyncBatchNorm on two ranks is BatchNorm over the concatenated batch: outputs, input
 /// gradients, γ/β gradients (summed over the ranks) and running statistics.
 #[test]
@@ -300,24 +319,7 @@ fn sync_batch_norm_on_two_ranks_is_batch_norm_over_the_whole_batch() {
     let (xv, wv) = (x.to_data(), w.to_data());
     let bn = BatchNorm3d::<AB>::new(c, 1e-5, 0.1, &dev);
     let x = x.require_grad();
-    let y = bn.forward(x.clone());
-    let g = (y.clone() * w).sum().backward();
-    let single = (
-        y.into_data().to_vec::<f32>().unwrap(),
-        x.grad(&g).unwrap().into_data().to_vec::<f32>().unwrap(),
-        bn.gamma
-            .val()
-            .grad(&g)
-            .unwrap()
-            .into_data()
-            .to_vec::<f32>()
-            .unwrap(),
-        bn.running_var
-            .value_sync()
-            .into_data()
-            .to_vec::<f32>()
-            .unwrap(),
-    );
+    let single = bn_outputs(&bn, &x, bn.forward(x.clone()), w);
     let parts = on_two_ranks(2, move |rank, group| {
         let dev = Default::default();
         let h = n / 2;
@@ -335,25 +337,8 @@ fn sync_batch_norm_on_two_ranks_is_batch_norm_over_the_whole_batch() {
         let x = rows(&xv).require_grad();
         let sync: std::sync::Arc<dyn rho_model::BatchStatsSync> = group.clone();
         let y = rho_model::with_batch_stats_sync(sync, || bn.forward(x.clone()));
-        let g = (y.clone() * rows(&wv)).sum().backward();
-        (
-            y.into_data().to_vec::<f32>().unwrap(),
-            x.grad(&g).unwrap().into_data().to_vec::<f32>().unwrap(),
-            bn.gamma
-                .val()
-                .grad(&g)
-                .unwrap()
-                .into_data()
-                .to_vec::<f32>()
-                .unwrap(),
-            bn.running_var
-                .value_sync()
-                .into_data()
-                .to_vec::<f32>()
-                .unwrap(),
-        )
+        bn_outputs(&bn, &x, y, rows(&wv))
     });
-    type Outputs = (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>);
     let cat = |f: fn(&Outputs) -> &Vec<f32>| -> Vec<f32> {
         parts.iter().flat_map(|p| f(p).clone()).collect()
     };

@@ -492,18 +492,11 @@ fn train<B: Backend>(
             local_ranks,
             ..
         } => {
-            use rho_train::distributed::{DeviceGroup, Transport};
-            let world = Transport::<B>::world_size(transport.as_ref());
-            let sync_bn = recipe
-                .model
-                .sync_bn
-                .group_size(world)
-                .map_err(anyhow::Error::msg)?;
+            let rank = transport.rank();
             let ctx = rho_train::RankContext {
-                group: std::sync::Arc::new(DeviceGroup::<Autodiff<B>>::new(transport, sync_bn)),
+                transport,
                 local_ranks,
             };
-            let rank = Transport::<B>::rank(ctx.group.transport().as_ref());
             rho_train::pretrain_rank::<Autodiff<B>>(
                 recipe,
                 &device,

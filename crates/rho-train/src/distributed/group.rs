@@ -7,7 +7,7 @@
 use std::any::Any;
 use std::sync::Arc;
 
-use burn::tensor::{backend::AutodiffBackend, backend::Backend, Tensor, TensorPrimitive};
+use burn::tensor::{backend::AutodiffBackend, Tensor, TensorPrimitive};
 use rho_model::BatchStatsSync;
 use rho_objectives::Collectives;
 
@@ -107,9 +107,4 @@ impl<B: AutodiffBackend> BatchStatsSync for DeviceGroup<B> {
         let first = rank / g * g;
         Box::new(all.slice([first..first + g, 0..k]))
     }
-}
-
-/// Rank, world size and the transport's description, for a run's first log line.
-pub fn describe<B: Backend>(t: &dyn Transport<B>) -> String {
-    format!("rank {} of {}, {}", t.rank(), t.world_size(), t.describe())
 }

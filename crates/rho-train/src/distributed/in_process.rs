@@ -13,7 +13,6 @@ use std::time::Duration;
 use burn::tensor::backend::AutodiffBackend;
 use rho_objectives::SslNetwork;
 
-use super::group::DeviceGroup;
 use super::local::{LocalTransport, Watch};
 use crate::engine::{pretrain_rank, RankContext, RunOptions, StepLog, TrainError};
 use crate::recipe::Recipe;
@@ -46,11 +45,6 @@ pub fn pretrain_data_parallel<B: AutodiffBackend>(
     }
     let _one_run = RUN.lock().unwrap_or_else(|e| e.into_inner());
     burn::collective::reset_collective::<B::InnerBackend>();
-    let sync_bn = recipe
-        .model
-        .sync_bn
-        .group_size(world)
-        .map_err(TrainError::Stopped)?;
     let watch = Watch::new(world);
     let (tx, rx) = channel::<Report<B>>();
     for (rank, device) in devices.iter().enumerate() {
@@ -64,7 +58,7 @@ pub fn pretrain_data_parallel<B: AutodiffBackend>(
                         LocalTransport::<B::InnerBackend>::register(rank, world, &device, watch)?;
                     let transport = Arc::new(transport);
                     let ctx = RankContext {
-                        group: Arc::new(DeviceGroup::<B>::new(transport.clone(), sync_bn)),
+                        transport: transport.clone(),
                         local_ranks: world,
                     };
                     let step_tx = tx.clone();

@@ -125,15 +125,13 @@ impl<B: Backend> Transport<B> for LocalTransport<B> {
     fn world_size(&self) -> usize {
         self.world
     }
-    fn all_reduce_sum(&self, t: Tensor<B, 1>, call: &str) -> Result<Tensor<B, 1>, CollectiveError> {
-        self.reduce(t, call, true)
-    }
-    fn all_reduce_sum_untimed(
+    fn all_reduce(
         &self,
         t: Tensor<B, 1>,
         call: &str,
+        timed: bool,
     ) -> Result<Tensor<B, 1>, CollectiveError> {
-        self.reduce(t, call, false)
+        self.reduce(t, call, timed)
     }
     fn describe(&self) -> String {
         format!("burn-collective (in-process), {} devices", self.world)

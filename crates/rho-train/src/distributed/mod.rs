@@ -19,7 +19,7 @@ mod replicas;
 mod transport;
 
 pub use differentiable::{all_reduce_with_grad, ReduceFn};
-pub use group::{describe, DeviceGroup};
+pub use group::DeviceGroup;
 pub use in_process::pretrain_data_parallel;
 pub use local::{LocalTransport, Watch};
 #[cfg(feature = "mpi")]

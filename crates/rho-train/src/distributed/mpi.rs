@@ -196,15 +196,13 @@ impl<B: Backend> Transport<B> for MpiTransport {
     fn world_size(&self) -> usize {
         self.size
     }
-    fn all_reduce_sum(&self, t: Tensor<B, 1>, call: &str) -> Result<Tensor<B, 1>, CollectiveError> {
-        self.reduce(t, call, true)
-    }
-    fn all_reduce_sum_untimed(
+    fn all_reduce(
         &self,
         t: Tensor<B, 1>,
         call: &str,
+        timed: bool,
     ) -> Result<Tensor<B, 1>, CollectiveError> {
-        self.reduce(t, call, false)
+        self.reduce(t, call, timed)
     }
     fn describe(&self) -> String {
         format!("{} over {} processes", self.library, self.size)

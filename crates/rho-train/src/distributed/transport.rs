@@ -35,17 +35,26 @@ pub enum CollectiveError {
 pub trait Transport<B: Backend>: Send + Sync {
     fn rank(&self) -> usize;
     fn world_size(&self) -> usize;
-    /// Element-wise sum over the ranks; `call` names the operation in errors.
-    fn all_reduce_sum(&self, t: Tensor<B, 1>, call: &str) -> Result<Tensor<B, 1>, CollectiveError>;
-    /// [`all_reduce_sum`](Self::all_reduce_sum) that may wait without limit: where the ranks
-    /// wait for rank 0's own work (the epoch hook, e.g. a kNN monitor), which the collective
-    /// timeout must not mistake for a dead peer.
+    /// Element-wise sum over the ranks; `call` names the operation in errors; `timed`: whether
+    /// the collective timeout applies.
+    fn all_reduce(
+        &self,
+        t: Tensor<B, 1>,
+        call: &str,
+        timed: bool,
+    ) -> Result<Tensor<B, 1>, CollectiveError>;
+    /// Element-wise sum over the ranks, under the collective timeout.
+    fn all_reduce_sum(&self, t: Tensor<B, 1>, call: &str) -> Result<Tensor<B, 1>, CollectiveError> {
+        self.all_reduce(t, call, true)
+    }
+    /// A sum that may wait without limit: where the ranks wait for rank 0's own work (the epoch
+    /// hook, e.g. a kNN monitor), which the timeout must not mistake for a dead peer.
     fn all_reduce_sum_untimed(
         &self,
         t: Tensor<B, 1>,
         call: &str,
     ) -> Result<Tensor<B, 1>, CollectiveError> {
-        self.all_reduce_sum(t, call)
+        self.all_reduce(t, call, false)
     }
     /// What this transport is, for logs ("burn-collective, 2 devices", "Open MPI 4.1, 4 ranks").
     fn describe(&self) -> String;
