@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use burn::config::Config;
-use burn::tensor::{backend::AutodiffBackend, Tensor};
+use burn::tensor::{backend::AutodiffBackend, Bool, Tensor, TensorData};
 use rho_model::ResNet3d;
 use serde::{Deserialize, Serialize};
 
@@ -16,7 +16,7 @@ use crate::byol_loss::negative_cosine_x2;
 use crate::collectives::Collectives;
 use crate::error::ObjectiveError;
 use crate::infonce::{info_nce_multi_positive, info_nce_per_positive};
-use crate::mlp::ProjectionMlpConfig;
+use crate::mlp::{HeadInit, ProjectionMlpConfig};
 use crate::momentum::{cosine_momentum, MomentumEncoder};
 use crate::network::SslNetwork;
 use crate::ntxent::nt_xent;
@@ -59,6 +59,9 @@ pub struct MethodConfig {
     /// per positive.
     #[config(default = false)]
     pub multi_positive: bool,
+    /// How the projector's and predictor's Linear layers start.
+    #[config(default = "HeadInit::C2Xavier")]
+    pub head_init: HeadInit,
     /// SimCLR: all pairs of clips instead of the code's consecutive pairs.
     #[config(default = false)]
     pub all_pairs: bool,
@@ -75,6 +78,18 @@ pub struct MethodConfig {
     /// SwAV: the prototypes get no gradient before this (fractional) epoch.
     #[config(default = 1.0)]
     pub freeze_prototypes_epochs: f64,
+    /// MoCo: a query's own video is no negative (its keys from earlier epochs are left out of
+    /// the softmax). Matters once the queue holds more than an epoch of keys.
+    #[config(default = true)]
+    pub exclude_own_video: bool,
+    /// MoCo: shuffle-BN in the key encoder. On several devices the keys are shuffled across
+    /// the ranks (each rank's BatchNorm sees a random slice of the global batch); on one
+    /// device the key batch is permuted and split into `shuffle_bn_splits` sub-batches, each
+    /// with its own BatchNorm statistics.
+    #[config(default = false)]
+    pub shuffle_bn: bool,
+    #[config(default = 2)]
+    pub shuffle_bn_splits: usize,
 }
 
 impl MethodConfig {
@@ -108,6 +123,14 @@ impl MethodConfig {
         if self.kind == MethodKind::Swav && self.prototypes == 0 {
             return bad("SwAV needs prototypes".into());
         }
+        if self.shuffle_bn && self.kind != MethodKind::Moco {
+            return bad(
+                "shuffle_bn is MoCo's (its key encoder); turn it off for other methods".into(),
+            );
+        }
+        if self.shuffle_bn && self.shuffle_bn_splits == 0 {
+            return bad("shuffle_bn_splits must be at least 1".into());
+        }
         Ok(())
     }
 
@@ -121,11 +144,13 @@ impl MethodConfig {
         let projector = ProjectionMlpConfig::new(feat, self.proj_hidden, self.proj_dim)
             .with_layers(self.proj_layers)
             .with_batch_norm(self.proj_bn)
+            .with_init(self.head_init)
             .init(device);
         let predictor = (self.kind == MethodKind::Byol).then(|| {
             ProjectionMlpConfig::new(self.proj_dim, self.predictor_hidden, self.proj_dim)
                 .with_layers(2)
                 .with_batch_norm(true)
+                .with_init(self.head_init)
                 .init(device)
         });
         let prototypes = (self.kind == MethodKind::Swav)
@@ -152,14 +177,34 @@ pub(crate) fn accumulate<B: burn::tensor::backend::Backend>(
 
 /// Where in training a step is.
 #[derive(Debug, Clone, Copy)]
-pub struct StepContext {
-    /// Fractional epoch (epoch + iteration / iterations per epoch).
+pub struct StepContext<'a> {
+    /// Fractional epoch of the schedules (optimiser steps / iterations per epoch).
     pub epoch: f64,
     /// Total epochs E of the schedule.
     pub total_epochs: f64,
     /// Move the momentum encoder this step (once per optimiser step: false for the second and
     /// later micro-batches of an accumulated step).
     pub update_target: bool,
+    /// The step's index and the run's seed: per-step randomness (shuffle-BN), identical on
+    /// every rank and after a resume.
+    pub step: u64,
+    pub seed: u64,
+    /// The dataset index of each row's video (MoCo's own-video exclusion), if known.
+    pub videos: Option<&'a [u64]>,
+}
+
+impl StepContext<'static> {
+    /// A context for tests and single calls: step 0, seed 0, videos unknown.
+    pub fn at(epoch: f64, total_epochs: f64) -> Self {
+        Self {
+            epoch,
+            total_epochs,
+            update_target: true,
+            step: 0,
+            seed: 0,
+            videos: None,
+        }
+    }
 }
 
 /// A step's loss (to back-propagate) and what is worth logging.
@@ -205,7 +250,7 @@ impl<B: AutodiffBackend> Method<B> {
         &mut self,
         online: &SslNetwork<B>,
         clips: &[Tensor<B, 5>],
-        ctx: StepContext,
+        ctx: StepContext<'_>,
         coll: &dyn Collectives<B>,
     ) -> Result<StepOutput<B>, ObjectiveError> {
         if clips.len() < 2 {
@@ -221,19 +266,30 @@ impl<B: AutodiffBackend> Method<B> {
                 c.dims()
             )));
         }
+        if let Some(v) = ctx.videos.filter(|v| v.len() != first[0]) {
+            return Err(ObjectiveError::Shape(format!(
+                "{} video ids for a batch of {}",
+                v.len(),
+                first[0]
+            )));
+        }
         match self.config.kind {
             MethodKind::Moco => self.moco(online, clips, ctx, coll),
-            MethodKind::Byol => self.byol(online, clips, ctx),
+            MethodKind::Byol => self.byol(online, clips, ctx, coll),
             MethodKind::Simclr => self.simclr(online, clips, coll),
             MethodKind::Swav => self.swav(online, clips, ctx, coll),
         }
     }
 
+    /// Moves the target (once per optimiser step) and computes its L2-normalised projections of
+    /// every clip, each clip batch separately (BN statistics per clip batch, as the released
+    /// code), with shuffle-BN when the method asks for it.
     fn momentum_targets(
         &mut self,
         online: &SslNetwork<B>,
         clips: &[Tensor<B, 5>],
-        ctx: StepContext,
+        ctx: StepContext<'_>,
+        coll: &dyn Collectives<B>,
     ) -> Result<(f64, Vec<Tensor<B, 2>>), ObjectiveError> {
         let m = cosine_momentum(self.config.momentum_base, ctx.epoch, ctx.total_epochs);
         let target = self.target.as_mut().ok_or_else(|| {
@@ -245,11 +301,22 @@ impl<B: AutodiffBackend> Method<B> {
         if ctx.update_target {
             target.update(online, m);
         }
-        // Each clip separately: BN statistics per clip batch, as the released code.
+        let net = &target.target;
+        let shuffle = self
+            .config
+            .shuffle_bn
+            .then_some(self.config.shuffle_bn_splits);
         let keys = clips
             .iter()
-            .map(|c| l2_normalize(target.target.project(c.clone())).detach())
-            .collect();
+            .enumerate()
+            .map(|(v, c)| {
+                let salt = (ctx.seed, ctx.step, v as u64);
+                match shuffle {
+                    Some(splits) => crate::shuffle_bn::keys(net, c, splits, salt, coll),
+                    None => Ok(l2_normalize(net.project(c.clone())).detach()),
+                }
+            })
+            .collect::<Result<_, _>>()?;
         Ok((m, keys))
     }
 
@@ -257,20 +324,34 @@ impl<B: AutodiffBackend> Method<B> {
         &mut self,
         online: &SslNetwork<B>,
         clips: &[Tensor<B, 5>],
-        ctx: StepContext,
+        ctx: StepContext<'_>,
         coll: &dyn Collectives<B>,
     ) -> Result<StepOutput<B>, ObjectiveError> {
-        let (m, keys) = self.momentum_targets(online, clips, ctx)?;
+        let (m, keys) = self.momentum_targets(online, clips, ctx, coll)?;
         let queue = self.queue.as_mut().ok_or_else(|| {
             ObjectiveError::Config("MoCo needs its queue; build the method with Method::new".into())
         })?;
         let negatives = Tensor::<B, 2>::from_inner(queue.keys.clone());
+        let videos: Vec<i64> = ctx
+            .videos
+            .map(|v| v.iter().map(|&x| x as i64).collect())
+            .unwrap_or_default();
+        let device = clips[0].device();
+        let excluded = self
+            .config
+            .exclude_own_video
+            .then(|| queue.own_video_mask(&videos))
+            .flatten()
+            .map(|d| Tensor::<B, 2, Bool>::from_data(d, &device));
         let t = self.config.temperature;
         let factor = self.config.aggregation.factor(clips.len());
-        let (mut loss, mut pos, mut std) = (None, 0.0, 0.0);
-        let mut q0 = None;
+        let (mut loss, mut queries, mut hidden) = (None, Vec::new(), Vec::new());
         for (i, clip) in clips.iter().enumerate() {
-            let q = online.embed(clip.clone());
+            let (z, h) = online.project_hidden(clip.clone());
+            if i == 0 {
+                hidden = h;
+            }
+            let q = l2_normalize(z);
             let positives: Vec<Tensor<B, 2>> = keys
                 .iter()
                 .enumerate()
@@ -278,32 +359,34 @@ impl<B: AutodiffBackend> Method<B> {
                 .map(|(_, k)| k.clone())
                 .collect();
             let li = if self.config.multi_positive {
-                info_nce_multi_positive(q.clone(), &positives, negatives.clone(), t)
+                info_nce_multi_positive(
+                    q.clone(),
+                    &positives,
+                    negatives.clone(),
+                    t,
+                    excluded.clone(),
+                )
             } else {
-                info_nce_per_positive(q.clone(), &positives, negatives.clone(), t)
+                info_nce_per_positive(
+                    q.clone(),
+                    &positives,
+                    negatives.clone(),
+                    t,
+                    excluded.clone(),
+                )
             };
-            pos += positives
-                .iter()
-                .map(|k| scalar((q.clone().detach() * k.clone()).sum_dim(1).mean()))
-                .sum::<f64>()
-                / positives.len() as f64;
-            std += embedding_std(q.clone().detach());
-            if q0.is_none() {
-                q0 = Some(q.detach());
-            }
+            queries.push(q.detach());
             loss = accumulate(loss, li);
         }
-        let v = clips.len() as f64;
-        let neg = scalar(q0.expect("≥ 2 clips").matmul(negatives.transpose()).mean());
+        let neg = scalar(queries[0].clone().matmul(negatives.transpose()).mean());
         for k in &keys {
-            queue.enqueue(coll.all_gather(k.clone()).inner())?;
+            enqueue_global(queue, k, &videos, coll)?;
         }
         let loss = loss.expect("≥ 2 clips").mul_scalar(factor);
-        let metrics = BTreeMap::from([
+        let mut metrics = diagnostics(&queries, &keys, &hidden);
+        metrics.extend([
             ("loss", scalar(loss.clone().detach())),
-            ("pos_sim", pos / v),
             ("neg_sim", neg),
-            ("emb_std", std / v),
             ("momentum", m),
         ]);
         Ok(StepOutput { loss, metrics })
@@ -313,14 +396,20 @@ impl<B: AutodiffBackend> Method<B> {
         &mut self,
         online: &SslNetwork<B>,
         clips: &[Tensor<B, 5>],
-        ctx: StepContext,
+        ctx: StepContext<'_>,
+        coll: &dyn Collectives<B>,
     ) -> Result<StepOutput<B>, ObjectiveError> {
-        let (m, targets) = self.momentum_targets(online, clips, ctx)?;
+        let (m, targets) = self.momentum_targets(online, clips, ctx, coll)?;
         let factor = self.config.aggregation.factor(clips.len());
-        let (mut loss, mut std) = (None, 0.0);
+        let (mut loss, mut preds, mut hidden, mut std) = (None, Vec::new(), Vec::new(), 0.0);
         for (i, clip) in clips.iter().enumerate() {
-            let z = online.project(clip.clone());
-            let p = l2_normalize(online.predict(z.clone()));
+            let (z, mut h) = online.project_hidden(clip.clone());
+            let (p, hp) = online.predict_hidden(z.clone());
+            if i == 0 {
+                h.extend(hp);
+                hidden = h;
+            }
+            let p = l2_normalize(p);
             let others: Vec<&Tensor<B, 2>> = targets
                 .iter()
                 .enumerate()
@@ -329,24 +418,18 @@ impl<B: AutodiffBackend> Method<B> {
                 .collect();
             let mut li = None;
             for t in &others {
-                let term = negative_cosine_x2(p.clone(), (*t).clone());
-                li = accumulate(li, term);
+                li = accumulate(li, negative_cosine_x2(p.clone(), (*t).clone()));
             }
             let li = li.expect("≥ 2 clips").div_scalar(others.len() as f64);
             std += embedding_std(l2_normalize(z.detach()));
+            preds.push(p.detach());
             loss = accumulate(loss, li);
         }
         let loss = loss.expect("≥ 2 clips").mul_scalar(factor);
-        let v = clips.len() as f64;
-        let l = scalar(loss.clone().detach());
-        // −2·cos averaged: the mean positive cosine is −loss/2 (for the mean aggregation).
-        let pos = -l / 2.0 / (factor * v);
-        let metrics = BTreeMap::from([
-            ("loss", l),
-            ("pos_sim", pos),
-            ("emb_std", std / v),
-            ("momentum", m),
-        ]);
+        let mut metrics = diagnostics(&preds, &targets, &hidden);
+        // The collapse monitor of BYOL watches the projections (the predictions follow them).
+        metrics.insert("emb_std", std / clips.len() as f64);
+        metrics.extend([("loss", scalar(loss.clone().detach())), ("momentum", m)]);
         Ok(StepOutput { loss, metrics })
     }
 
@@ -356,7 +439,7 @@ impl<B: AutodiffBackend> Method<B> {
         clips: &[Tensor<B, 5>],
         coll: &dyn Collectives<B>,
     ) -> Result<StepOutput<B>, ObjectiveError> {
-        let z: Vec<Tensor<B, 2>> = clips.iter().map(|c| online.embed(c.clone())).collect();
+        let (z, hidden) = embed_all(online, clips);
         let v = z.len();
         let pairs: Vec<(usize, usize)> = if self.config.all_pairs {
             (0..v)
@@ -367,27 +450,14 @@ impl<B: AutodiffBackend> Method<B> {
         };
         let factor = self.config.aggregation.factor(pairs.len());
         let mut loss = None;
-        let mut pos = 0.0;
         for &(a, b) in &pairs {
             let l = nt_xent(z[a].clone(), z[b].clone(), self.config.temperature, coll);
-            pos += scalar(
-                (z[a].clone().detach() * z[b].clone().detach())
-                    .sum_dim(1)
-                    .mean(),
-            );
             loss = accumulate(loss, l);
         }
         let loss = loss.expect("≥ 1 pair").mul_scalar(factor);
-        let std = z
-            .iter()
-            .map(|x| embedding_std(x.clone().detach()))
-            .sum::<f64>()
-            / v as f64;
-        let metrics = BTreeMap::from([
-            ("loss", scalar(loss.clone().detach())),
-            ("pos_sim", pos / pairs.len() as f64),
-            ("emb_std", std),
-        ]);
+        let detached: Vec<Tensor<B, 2>> = z.iter().map(|x| x.clone().detach()).collect();
+        let mut metrics = diagnostics(&detached, &detached, &hidden);
+        metrics.insert("loss", scalar(loss.clone().detach()));
         Ok(StepOutput { loss, metrics })
     }
 
@@ -395,7 +465,7 @@ impl<B: AutodiffBackend> Method<B> {
         &mut self,
         online: &SslNetwork<B>,
         clips: &[Tensor<B, 5>],
-        ctx: StepContext,
+        ctx: StepContext<'_>,
         coll: &dyn Collectives<B>,
     ) -> Result<StepOutput<B>, ObjectiveError> {
         let protos = online
@@ -403,7 +473,7 @@ impl<B: AutodiffBackend> Method<B> {
             .as_ref()
             .ok_or_else(|| ObjectiveError::Config("the SwAV network has no prototypes".into()))?;
         let frozen = ctx.epoch < self.config.freeze_prototypes_epochs;
-        let z: Vec<Tensor<B, 2>> = clips.iter().map(|c| online.embed(c.clone())).collect();
+        let (z, hidden) = embed_all(online, clips);
         let scores: Vec<Tensor<B, 2>> =
             z.iter().map(|x| protos.scores(x.clone(), frozen)).collect();
         let settings = SwavSettings {
@@ -413,14 +483,10 @@ impl<B: AutodiffBackend> Method<B> {
             assignment_views: 2,
         };
         let loss = swapped_prediction(&scores, settings, coll);
-        let std = z
-            .iter()
-            .map(|x| embedding_std(x.clone().detach()))
-            .sum::<f64>()
-            / z.len() as f64;
-        let metrics = BTreeMap::from([
+        let detached: Vec<Tensor<B, 2>> = z.iter().map(|x| x.clone().detach()).collect();
+        let mut metrics = diagnostics(&detached, &detached, &hidden);
+        metrics.extend([
             ("loss", scalar(loss.clone().detach())),
-            ("emb_std", std),
             ("prototypes_frozen", if frozen { 1.0 } else { 0.0 }),
         ]);
         Ok(StepOutput { loss, metrics })
@@ -440,4 +506,82 @@ impl<B: AutodiffBackend> Method<B> {
         self.queue = Some(KeyQueue::from_state(s, device)?);
         Ok(())
     }
+}
+
+/// The normalised embeddings of every clip and the projector's hidden activations of the first.
+fn embed_all<B: AutodiffBackend>(
+    online: &SslNetwork<B>,
+    clips: &[Tensor<B, 5>],
+) -> (Vec<Tensor<B, 2>>, Vec<Tensor<B, 2>>) {
+    let mut hidden = Vec::new();
+    let z = clips
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let (z, h) = online.project_hidden(c.clone());
+            if i == 0 {
+                hidden = h;
+            }
+            l2_normalize(z)
+        })
+        .collect();
+    (z, hidden)
+}
+
+/// The diagnostics every method logs (see [`crate::diagnostics`]): positive and cross-video
+/// similarity of queries (or predictions) to targets, ‖mean target‖, the queries' embedding std
+/// and the dead hidden units of the heads.
+fn diagnostics<B: burn::tensor::backend::Backend>(
+    queries: &[Tensor<B, 2>],
+    targets: &[Tensor<B, 2>],
+    hidden: &[Tensor<B, 2>],
+) -> BTreeMap<&'static str, f64> {
+    let (pos, cross) = crate::diagnostics::same_and_cross_video(queries, targets);
+    let std = queries
+        .iter()
+        .map(|q| embedding_std(q.clone()))
+        .sum::<f64>()
+        / queries.len().max(1) as f64;
+    BTreeMap::from([
+        ("pos_sim", pos),
+        ("cross_sim", cross),
+        (
+            "target_mean_norm",
+            crate::diagnostics::mean_target_norm(targets),
+        ),
+        ("dead_units", crate::diagnostics::dead_unit_fraction(hidden)),
+        ("emb_std", std),
+    ])
+}
+
+/// Enqueues this step's keys of one clip from every rank (the global queue), with their videos.
+fn enqueue_global<B: AutodiffBackend>(
+    queue: &mut KeyQueue<B::InnerBackend>,
+    keys: &Tensor<B, 2>,
+    videos: &[i64],
+    coll: &dyn Collectives<B>,
+) -> Result<(), ObjectiveError> {
+    let [n, d] = keys.dims();
+    if coll.world_size() == 1 {
+        return queue.enqueue(keys.clone().inner(), videos);
+    }
+    // One gather for keys and video ids: ids ride as an extra column (exact below 2^24 videos
+    // in float32).
+    let ids: Vec<f32> = if videos.len() == n {
+        videos.iter().map(|&v| v as f32).collect()
+    } else {
+        vec![-1.0; n]
+    };
+    let ids = Tensor::<B, 2>::from_data(TensorData::new(ids, [n, 1]), &keys.device());
+    let all = coll.all_gather(Tensor::cat(vec![keys.clone(), ids], 1));
+    let rows = all.dims()[0];
+    let all_ids = all
+        .clone()
+        .slice([0..rows, d..d + 1])
+        .into_data()
+        .convert::<f64>()
+        .to_vec::<f64>()
+        .map_err(|e| ObjectiveError::Shape(format!("queue video ids: {e:?}")))?;
+    let all_ids: Vec<i64> = all_ids.iter().map(|v| v.round() as i64).collect();
+    queue.enqueue(all.slice([0..rows, 0..d]).inner(), &all_ids)
 }

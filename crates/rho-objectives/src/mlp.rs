@@ -1,15 +1,44 @@
 //! `ProjectionMlp`: the projection head and the BYOL predictor (spec §1.2).
 //!
 //! Linear(in→H), then (L−1) × [optional BN1d → ReLU → Linear], the last Linear to d. With BN,
-//! every Linear but the last has no bias; without BN every Linear has one. Linear weights use
-//! PySlowFast's "c2 xavier fill" (kaiming-uniform, a = 1: U(±√(3/fan_in))), biases 0.
+//! every Linear but the last has no bias; without BN every Linear has one. The Linear layers
+//! start as [`HeadInit`] says: PySlowFast's "c2 xavier fill" by default, or PyTorch's own
+//! `nn.Linear` init, which learns far better at small scale (docs/methods.md, "Head
+//! initialisation").
 
 use burn::config::Config;
-use burn::module::{Module, Param};
+use burn::module::{Initializer, Module, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::relu;
-use burn::tensor::{backend::Backend, Distribution, Tensor};
+use burn::tensor::{backend::Backend, Tensor};
 use rho_model::BatchNorm3d;
+use serde::{Deserialize, Serialize};
+
+/// How the heads' Linear layers are initialised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeadInit {
+    /// PySlowFast's `c2_xavier_fill` (the paper's code): weights kaiming-uniform with a = 1,
+    /// U(±√(3/fan_in)); biases 0.
+    #[default]
+    C2Xavier,
+    /// PyTorch's `nn.Linear` default (also Burn's `LinearConfig` default): weights and biases
+    /// U(±1/√fan_in).
+    Pytorch,
+}
+
+impl HeadInit {
+    fn initializer(self) -> Initializer {
+        let gain = match self {
+            HeadInit::C2Xavier => 1.0,
+            HeadInit::Pytorch => 1.0 / 3f64.sqrt(),
+        };
+        Initializer::KaimingUniform {
+            gain,
+            fan_out_only: false,
+        }
+    }
+}
 
 #[derive(Config, Debug)]
 pub struct ProjectionMlpConfig {
@@ -22,6 +51,8 @@ pub struct ProjectionMlpConfig {
     /// BN1d after every Linear but the last.
     #[config(default = false)]
     pub batch_norm: bool,
+    #[config(default = "HeadInit::C2Xavier")]
+    pub init: HeadInit,
 }
 
 #[derive(Module, Debug)]
@@ -43,16 +74,18 @@ impl ProjectionMlpConfig {
             let fin = if i == 0 { self.input } else { self.hidden };
             let fout = if last { self.output } else { self.hidden };
             let bias = last || !self.batch_norm;
-            let mut lin = LinearConfig::new(fin, fout).with_bias(bias).init(device);
-            let bound = (3.0 / fin as f64).sqrt();
-            lin.weight = Param::from_tensor(Tensor::random(
-                [fin, fout],
-                Distribution::Uniform(-bound, bound),
-                device,
-            ));
-            if bias {
-                lin.bias = Some(Param::from_tensor(Tensor::zeros([fout], device)));
-            }
+            let mut lin = LinearConfig::new(fin, fout)
+                .with_bias(bias)
+                .with_initializer(self.init.initializer())
+                .init(device);
+            // Draw now: Burn initialises lazily, on first use, which would let a seeded run's
+            // draws interleave with other threads' (data-parallel ranks) or move with the order
+            // of first use.
+            lin.weight = Param::from_tensor(lin.weight.val());
+            lin.bias = lin.bias.map(|b| match self.init {
+                HeadInit::C2Xavier => Param::from_tensor(Tensor::zeros([fout], device)),
+                HeadInit::Pytorch => Param::from_tensor(b.val()),
+            });
             linears.push(lin);
             if !last && self.batch_norm {
                 norms.push(BatchNorm3d::new(fout, 1e-5, 0.1, device));
@@ -64,8 +97,14 @@ impl ProjectionMlpConfig {
 
 impl<B: Backend> ProjectionMlp<B> {
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        self.forward_hidden(x).0
+    }
+
+    /// The output and every hidden activation (after its ReLU), for the dead-unit diagnostic.
+    pub fn forward_hidden(&self, x: Tensor<B, 2>) -> (Tensor<B, 2>, Vec<Tensor<B, 2>>) {
         let n = self.linears.len();
         let mut x = x;
+        let mut hidden = Vec::with_capacity(n.saturating_sub(1));
         for (i, lin) in self.linears.iter().enumerate() {
             x = lin.forward(x);
             if i + 1 < n {
@@ -73,9 +112,15 @@ impl<B: Backend> ProjectionMlp<B> {
                     x = bn.forward(x);
                 }
                 x = relu(x);
+                hidden.push(x.clone());
             }
         }
-        x
+        (x, hidden)
+    }
+
+    /// Folds pending BN running-statistic updates into the stored values.
+    pub fn sync_running_stats(&self) {
+        self.norms.iter().for_each(|n| n.sync_running_stats());
     }
 
     pub fn output_dim(&self) -> usize {
@@ -115,5 +160,27 @@ mod tests {
         let bound = (3.0f32 / 32.0).sqrt();
         assert!(w.iter().all(|v| v.abs() <= bound));
         assert!(w.iter().any(|v| v.abs() > 0.8 * bound));
+        assert!(no_bn.linears[1]
+            .bias
+            .as_ref()
+            .unwrap()
+            .val()
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap()
+            .iter()
+            .all(|b| *b == 0.0));
+        // PyTorch's init: weights and biases within ±1/√fan_in, biases not zero.
+        let torch = ProjectionMlpConfig::new(16, 32, 8)
+            .with_layers(2)
+            .with_init(HeadInit::Pytorch)
+            .init::<Flex>(&dev);
+        let bound = 1.0f32 / 32f32.sqrt();
+        let vals = |t: Tensor<Flex, 1>| t.into_data().to_vec::<f32>().unwrap();
+        let w = vals(torch.linears[1].weight.val().reshape([32 * 8]));
+        let b = vals(torch.linears[1].bias.as_ref().unwrap().val());
+        assert!(w.iter().chain(&b).all(|v| v.abs() <= bound));
+        assert!(w.iter().any(|v| v.abs() > 0.8 * bound));
+        assert!(b.iter().any(|v| *v != 0.0));
     }
 }

@@ -32,6 +32,29 @@ impl<B: Backend> SslNetwork<B> {
         }
     }
 
+    /// [`project`](Self::project) with the projector's hidden activations.
+    pub fn project_hidden(&self, clip: Tensor<B, 5>) -> (Tensor<B, 2>, Vec<Tensor<B, 2>>) {
+        self.projector.forward_hidden(self.backbone.forward(clip))
+    }
+
+    /// [`predict`](Self::predict) with the predictor's hidden activations.
+    pub fn predict_hidden(&self, z: Tensor<B, 2>) -> (Tensor<B, 2>, Vec<Tensor<B, 2>>) {
+        match &self.predictor {
+            Some(p) => p.forward_hidden(z),
+            None => (z, Vec::new()),
+        }
+    }
+
+    /// Folds pending BN running-statistic updates into the stored values (before reading them
+    /// through a visitor, a record or an export).
+    pub fn sync_running_stats(&self) {
+        self.backbone.sync_running_stats();
+        self.projector.sync_running_stats();
+        if let Some(p) = &self.predictor {
+            p.sync_running_stats();
+        }
+    }
+
     /// L2-normalised projection.
     pub fn embed(&self, clip: Tensor<B, 5>) -> Tensor<B, 2> {
         l2_normalize(self.project(clip))

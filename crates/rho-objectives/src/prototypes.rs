@@ -24,9 +24,14 @@ impl<B: Backend> Prototypes<B> {
         }
     }
 
-    /// Re-normalises every prototype to unit length (no gradient), as SwAV does each step.
+    /// Re-normalises every prototype to unit length (no gradient through the normalisation), as
+    /// SwAV does each step. The parameter stays trainable: a detached value would otherwise
+    /// carry `require_grad = false` into the parameter and the prototypes would never learn.
     pub fn normalized(self) -> Self {
-        let w = l2_normalize(self.weight.val().detach());
+        let trainable = self.weight.val().is_require_grad();
+        let w = l2_normalize(self.weight.val())
+            .detach()
+            .set_require_grad(trainable);
         Self {
             weight: self.weight.map(|_| w),
         }

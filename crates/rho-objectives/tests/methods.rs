@@ -48,11 +48,7 @@ const KINDS: [MethodKind; 4] = [
 
 #[test]
 fn every_method_steps_for_rho_one_to_four() {
-    let ctx = StepContext {
-        epoch: 1.5,
-        total_epochs: 10.0,
-        update_target: true,
-    };
+    let ctx = StepContext::at(1.5, 10.0);
     for kind in KINDS {
         let cfg = config(kind);
         let net = network(&cfg);
@@ -85,11 +81,7 @@ fn every_method_steps_for_rho_one_to_four() {
 
 #[test]
 fn every_method_overfits_a_fixed_batch() {
-    let ctx = StepContext {
-        epoch: 2.0,
-        total_epochs: 10.0,
-        update_target: true,
-    };
+    let ctx = StepContext::at(2.0, 10.0);
     let batch = clips(2, 11);
     for kind in KINDS {
         let cfg = config(kind).with_queue_len(16);
@@ -103,8 +95,10 @@ fn every_method_overfits_a_fixed_batch() {
                 .into_iter()
                 .map(|c| t.target.embed(c).detach().inner())
                 .collect();
+            let keys = Tensor::cat(keys, 0);
             KeyQueue::<Flex> {
-                keys: Tensor::cat(keys, 0),
+                videos: vec![-1; keys.dims()[0]],
+                keys,
                 ptr: 0,
             }
             .state()
@@ -138,11 +132,7 @@ fn every_method_overfits_a_fixed_batch() {
 /// With ρ = 2 and a fresh target (θ_m = θ), ρMoCo and ρBYOL are the symmetric two-clip losses.
 #[test]
 fn rho_two_is_the_two_clip_loss() {
-    let ctx = StepContext {
-        epoch: 0.0,
-        total_epochs: 10.0,
-        update_target: true,
-    };
+    let ctx = StepContext::at(0.0, 10.0);
     let x = clips(2, 3);
     for kind in [MethodKind::Moco, MethodKind::Byol] {
         let cfg = config(kind);
@@ -163,8 +153,10 @@ fn rho_two_is_the_two_clip_loss() {
                     &[k[1].clone()],
                     queue.clone().unwrap(),
                     0.1,
+                    None,
                 );
-                let l1 = info_nce_per_positive(q[1].clone(), &[k[0].clone()], queue.unwrap(), 0.1);
+                let l1 =
+                    info_nce_per_positive(q[1].clone(), &[k[0].clone()], queue.unwrap(), 0.1, None);
                 (l0 + l1).div_scalar(2.0)
             }
             _ => {
@@ -205,12 +197,14 @@ fn losses_are_invariant_to_clip_order_where_expected() {
         &[k1.clone(), k2.clone(), k3.clone()],
         queue.clone(),
         0.1,
+        None,
     ));
     let b = v(info_nce_multi_positive(
         q.clone(),
         &[k3.clone(), k1.clone(), k2.clone()],
         queue.clone(),
         0.1,
+        None,
     ));
     assert!((a - b).abs() < 1e-5);
     let a = v(info_nce_per_positive(
@@ -218,12 +212,14 @@ fn losses_are_invariant_to_clip_order_where_expected() {
         &[k1.clone(), k2.clone()],
         queue.clone(),
         0.1,
+        None,
     ));
     let b = v(info_nce_per_positive(
         q.clone(),
         &[k2.clone(), k1.clone()],
         queue.clone(),
         0.1,
+        None,
     ));
     assert!((a - b).abs() < 1e-5);
     // NT-Xent is symmetric in its two views.
@@ -319,4 +315,147 @@ fn momentum_update_moves_every_parameter_of_the_network() {
         "only {checked} of {} tensors moved",
         before.len()
     );
+}
+
+/// Own-video exclusion: each row's loss with its own video's queue entries masked equals that
+/// row's loss against the queue without those entries.
+#[test]
+fn masked_queue_entries_are_no_negatives_of_their_row() {
+    use burn::tensor::{Bool, TensorData};
+    let (n, d, k) = (3, 8, 10);
+    let (q, pos, queue) = (rand(n, d), rand(n, d), rand(k, d));
+    // Row r's video owns queue entries r, r + 3 and r + 6 (entry 9 belongs to no row).
+    let owner = |e: usize| (e < 9).then_some(e % 3);
+    let mask: Vec<bool> = (0..n)
+        .flat_map(|r| (0..k).map(move |e| owner(e) == Some(r)))
+        .collect();
+    let mask = Tensor::<AB, 2, Bool>::from_data(TensorData::new(mask, [n, k]), &Default::default());
+    let masked = v(info_nce_per_positive(
+        q.clone(),
+        &[pos.clone()],
+        queue.clone(),
+        0.1,
+        Some(mask),
+    ));
+    let rows: Vec<f32> = (0..n)
+        .map(|r| {
+            let kept: Vec<usize> = (0..k).filter(|&e| owner(e) != Some(r)).collect();
+            let idx = Tensor::<AB, 1, burn::tensor::Int>::from_data(
+                TensorData::new(
+                    kept.iter().map(|&e| e as i64).collect::<Vec<_>>(),
+                    [kept.len()],
+                ),
+                &Default::default(),
+            );
+            let row = |t: &Tensor<AB, 2>| t.clone().slice([r..r + 1]);
+            v(info_nce_per_positive(
+                row(&q),
+                &[row(&pos)],
+                queue.clone().select(0, idx),
+                0.1,
+                None,
+            ))
+        })
+        .collect();
+    let want = rows.iter().sum::<f32>() / n as f32;
+    assert!((masked - want).abs() < 1e-5, "{masked} vs {want}");
+    let unmasked = v(info_nce_per_positive(q, &[pos], queue, 0.1, None));
+    assert!((masked - unmasked).abs() > 1e-3, "the mask changed nothing");
+}
+
+/// The MoCo step leaves out the queued keys of the batch's own videos (once the queue holds
+/// them), and only then.
+#[test]
+fn moco_leaves_the_own_videos_keys_out_of_the_negatives() {
+    let x = clips(2, 5);
+    let loss = |exclude: bool, queued: &[i64], batch: &[u64]| {
+        let cfg = config(MethodKind::Moco).with_exclude_own_video(exclude);
+        let dev = Default::default();
+        <AB as burn::tensor::backend::Backend>::seed(&dev, 1);
+        let net = network(&cfg);
+        let mut m = Method::new(cfg, &net, &dev).unwrap();
+        let q = m.queue.as_mut().unwrap();
+        // The queue's keys are the batch's own embeddings (hard negatives), tagged `queued`.
+        let own = net.embed(x[0].clone()).detach().inner();
+        for _ in 0..16 {
+            q.enqueue(own.clone(), queued).unwrap();
+        }
+        let ctx = StepContext {
+            videos: Some(batch),
+            ..StepContext::at(0.0, 10.0)
+        };
+        m.step(&net, &x, ctx, &SingleDevice).unwrap().metrics["loss"]
+    };
+    let batch = [0, 1, 2, 3];
+    let with_own = loss(false, &[0, 1, 2, 3], &batch);
+    let excluded = loss(true, &[0, 1, 2, 3], &batch);
+    let others = loss(true, &[4, 5, 6, 7], &batch);
+    assert!(excluded < with_own - 0.1, "{excluded} vs {with_own}");
+    // Another video's keys are negatives whatever the setting.
+    assert!((others - with_own).abs() < 1e-5, "{others} vs {with_own}");
+}
+
+/// Shuffle-BN on one device: one split is the plain key encoder; two splits give unit keys
+/// whose BatchNorm statistics differ, in an order fixed by (seed, step, clip).
+#[test]
+fn shuffle_bn_sub_batches_change_only_the_key_statistics() {
+    let cfg = config(MethodKind::Moco);
+    let net = network(&cfg);
+    let x = clips(1, 9).remove(0);
+    let plain = l2_normalize(net.project(x.clone())).detach();
+    let vals = |t: Tensor<AB, 2>| t.into_data().to_vec::<f32>().unwrap();
+    let one = shuffle_bn::keys(&net, &x, 1, (0, 0, 0), &SingleDevice).unwrap();
+    let gap = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    };
+    assert!(gap(&vals(one), &vals(plain.clone())) < 1e-6);
+    let two = vals(shuffle_bn::keys(&net, &x, 2, (0, 3, 1), &SingleDevice).unwrap());
+    let again = vals(shuffle_bn::keys(&net, &x, 2, (0, 3, 1), &SingleDevice).unwrap());
+    assert_eq!(two, again, "the permutation depends on the salt only");
+    assert!(
+        gap(&two, &vals(plain)) > 1e-3,
+        "sub-batch statistics changed nothing"
+    );
+    for row in two.chunks(32) {
+        let norm: f32 = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5);
+    }
+    let p = shuffle_bn::permutation(8, (0, 3, 1));
+    let mut sorted = p.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (0..8).collect::<Vec<_>>());
+    assert_ne!(p, shuffle_bn::permutation(8, (0, 4, 1)));
+    assert!(
+        shuffle_bn::keys(&net, &x, 3, (0, 0, 0), &SingleDevice).is_err(),
+        "4 rows into 3 sub-batches of < 2"
+    );
+}
+
+/// θ_m = θ at iteration 0 for every tensor, heads included, for both head initialisations.
+#[test]
+fn the_momentum_target_starts_as_an_exact_copy_of_the_online_network() {
+    use burn::module::{Module, ModuleVisitor, Param};
+    struct Collect(Vec<Vec<f32>>);
+    impl<B: burn::tensor::backend::Backend> ModuleVisitor<B> for Collect {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<B, D>>) {
+            self.0
+                .push(p.val().into_data().convert::<f32>().to_vec().unwrap());
+        }
+    }
+    for init in [HeadInit::C2Xavier, HeadInit::Pytorch] {
+        for kind in [MethodKind::Byol, MethodKind::Moco] {
+            let mut cfg = config(kind);
+            cfg.head_init = init;
+            let online = network(&cfg);
+            let method = Method::new(cfg, &online, &Default::default()).unwrap();
+            let (mut a, mut b) = (Collect(Vec::new()), Collect(Vec::new()));
+            online.visit(&mut a);
+            method.target.as_ref().unwrap().target.visit(&mut b);
+            assert_eq!(a.0.len(), b.0.len());
+            assert!(a.0 == b.0, "{kind:?} {init:?}: the target is not a copy");
+        }
+    }
 }

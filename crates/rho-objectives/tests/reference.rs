@@ -99,7 +99,13 @@ fn moco_info_nce_and_queue_match_lightly() {
     let q = fx.leaf("moco.q");
     let k = l2_normalize(fx.t2("moco.k"));
     let queue = fx.t2("moco.queue");
-    let loss = info_nce_per_positive(l2_normalize(q.clone()), &[k.clone()], queue.clone(), 0.1);
+    let loss = info_nce_per_positive(
+        l2_normalize(q.clone()),
+        &[k.clone()],
+        queue.clone(),
+        0.1,
+        None,
+    );
     let grads = loss.backward();
     assert_loss(value(loss), fx.scalar("moco.loss"), "InfoNCE");
     assert_grad(
@@ -114,6 +120,7 @@ fn moco_info_nce_and_queue_match_lightly() {
         &[k.clone()],
         queue.clone(),
         0.1,
+        None,
     );
     assert_loss(
         value(multi),
@@ -121,11 +128,13 @@ fn moco_info_nce_and_queue_match_lightly() {
         "InfoNCE eq. (1), one positive",
     );
     // The queue receives the (normalised) keys at its pointer.
+    let k_len = queue.dims()[0];
     let mut ring = KeyQueue::<Flex> {
         keys: queue.inner(),
+        videos: vec![-1; k_len],
         ptr: 0,
     };
-    ring.enqueue(k.inner()).unwrap();
+    ring.enqueue(k.inner(), &[]).unwrap();
     let got = ring.keys.into_data().to_vec::<f32>().unwrap();
     let want = fx.vec("moco.queue_after");
     assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-6));

@@ -11,12 +11,13 @@ use burn::tensor::{backend::AutodiffBackend, Tensor, TensorData};
 use rho_data::sampler::ClipSamplerConfig;
 use rho_data::{LoaderConfig, ShortVideoPolicy, VideoIndex, VideoLoader};
 use rho_model::BatchStatsSync;
-use rho_objectives::{Collectives, Method, MethodKind, SingleDevice, SslNetwork, StepContext};
+use rho_objectives::{Collectives, Method, MethodKind, SingleDevice, SslNetwork};
 
 use crate::distributed::{CollectiveError, DeviceGroup, Transport};
 
 use crate::optim::{GroupedOptimizer, SgdRule};
 use crate::recipe::{OptimizerKind, Recipe};
+use crate::step::{train_step, MicroBatch, StepEnv, StepPlan};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -316,13 +317,14 @@ pub fn pretrain_rank<B: AutodiffBackend>(
             .map_err(|e| bad_ck(p, format!("optimiser state: {e}")))?;
     }
     let schedule = recipe.schedule();
-    // MoCo: no optimiser step until the queue has been filled once (spec §2.2).
-    let warmup_iters = if mcfg.kind == MethodKind::Moco {
-        mcfg.queue_len / recipe.batch
-    } else {
-        0
+    let warmup_steps = queue_warmup_steps(recipe);
+    let total = max_steps.unwrap_or(warmup_steps + (recipe.epochs * iters as f64).ceil() as usize);
+    let env = StepEnv {
+        coll,
+        bn_sync,
+        transport: rank.map(|r| r.transport.as_ref()),
+        inspect_gradients: None,
     };
-    let total = max_steps.unwrap_or((recipe.epochs * iters as f64).ceil() as usize);
     while step < total {
         let epoch0 = loader.position().epoch;
         let mut batches = loader.epoch();
@@ -335,79 +337,23 @@ pub fn pretrain_rank<B: AutodiffBackend>(
             };
             let batch = batch?;
             let data_wait_s = waited.elapsed().as_secs_f64();
-            let [b, v, c, t, h, w] = batch.shape;
-            let per_view = c * t * h * w;
-            let epoch = epoch0 as f64 + batch.position.cursor as f64 / iters as f64;
-            let lr = schedule.lr(epoch);
-            let skipped = step < warmup_iters;
-            // Gradient accumulation: `accum` micro-batches, each a separate forward (so BatchNorm
-            // sees micro-batch statistics), gradients summed, one optimiser step.
-            let accum = recipe.optim.accumulation;
-            let micro = b / accum; // `b` is this rank's shard
-            let (mut metrics, mut grads_bn, mut grads_rest) =
-                (std::collections::BTreeMap::new(), None, None);
-            net = method.prepare(net);
-            for part in 0..accum {
-                let clips: Vec<Tensor<B, 5>> = (0..v)
-                    .map(|k| {
-                        let mut data = Vec::with_capacity(micro * per_view);
-                        for i in part * micro..(part + 1) * micro {
-                            let start = (i * v + k) * per_view;
-                            data.extend_from_slice(&batch.clips[start..start + per_view]);
-                        }
-                        Tensor::from_data(TensorData::new(data, [micro, c, t, h, w]), device)
-                    })
-                    .collect();
-                let ctx = StepContext {
-                    epoch,
-                    total_epochs: recipe.epochs,
-                    update_target: part == 0,
-                };
-                let out = match &bn_sync {
-                    Some(sync) => rho_model::with_batch_stats_sync(sync.clone(), || {
-                        method.step(&net, &clips, ctx, coll)
-                    }),
-                    None => method.step(&net, &clips, ctx, coll),
-                }?;
-                for (k, val) in &out.metrics {
-                    *metrics.entry(*k).or_insert(0.0) += val / accum as f64;
-                }
-                let grads = out.loss.div_scalar(accum as f64).backward();
-                if !skipped {
-                    let (gb, gr) = opt.split(&net, grads);
-                    grads_bn = Some(accumulate_grads(&net, grads_bn, gb));
-                    grads_rest = Some(accumulate_grads(&net, grads_rest, gr));
-                }
-            }
-            if let Some(r) = rank {
-                metrics = average_metrics::<B>(metrics, r, device)?;
-            }
-            let loss = metrics.get("loss").copied().unwrap_or(f64::NAN);
-            if !loss.is_finite() {
-                return Err(TrainError::Stopped(format!(
-                    "the loss is {loss} at step {step} (epoch {epoch:.3}); lower the learning rate"
-                )));
-            }
-            if let Some(std) = metrics.get("emb_std").filter(|s| **s < 1e-4) {
-                return Err(TrainError::Stopped(format!(
-                    "embeddings collapsed at step {step} (std {std:.2e})"
-                )));
-            }
-            if let (Some(r), Some(gb), Some(gr)) = (rank, grads_bn.as_mut(), grads_rest.as_mut()) {
-                let t = r.transport.as_ref();
-                let avg = crate::distributed::average_gradients(
-                    &net,
-                    gb.grads(),
-                    t,
-                    "gradients (BatchNorm)",
-                )?;
-                gb.accumulate(&net, avg);
-                let avg = crate::distributed::average_gradients(&net, gr.grads(), t, "gradients")?;
-                gr.accumulate(&net, avg);
-            }
-            if let (Some(mut gb), Some(mut gr)) = (grads_bn, grads_rest) {
-                net = opt.step_split(lr, net, gb.grads(), gr.grads());
-            }
+            let [b, v, ..] = batch.shape;
+            // The schedules (LR, target momentum) count optimiser steps, so MoCo's queue
+            // warm-up does not eat into the LR warm-up.
+            let epoch = step.saturating_sub(warmup_steps) as f64 / iters as f64;
+            let plan = StepPlan {
+                step,
+                epoch,
+                total_epochs: recipe.epochs,
+                lr: schedule.lr(epoch),
+                skip_optimizer: step < warmup_steps,
+                seed: recipe.seed,
+            };
+            let micro = micro_batches::<B>(&batch, recipe.optim.accumulation, device);
+            let out = train_step(net, &mut method, &mut opt, &micro, plan, &env)?;
+            net = out.net;
+            let metrics = out.metrics;
+            let (lr, skipped) = (plan.lr, plan.skip_optimizer);
             if lead {
                 on_step(&StepLog {
                     step,
@@ -580,39 +526,41 @@ fn index_signature(index: &VideoIndex) -> (u64, u64) {
     (index.len() as u64, h.finish())
 }
 
-/// The ranks' metrics averaged (one small all-reduce; every rank then takes the same decisions,
-/// e.g. stopping on a NaN loss together).
-fn average_metrics<B: AutodiffBackend>(
-    metrics: std::collections::BTreeMap<&'static str, f64>,
-    r: &RankContext<B>,
-    device: &B::Device,
-) -> Result<std::collections::BTreeMap<&'static str, f64>, TrainError> {
-    let t = &r.transport;
-    let values: Vec<f32> = metrics.values().map(|v| *v as f32).collect();
-    let n = values.len();
-    let sum = t.all_reduce_sum(
-        Tensor::from_data(TensorData::new(values, [n]), device),
-        "step metrics",
-    )?;
-    let sum = sum
-        .into_data()
-        .convert::<f32>()
-        .to_vec::<f32>()
-        .map_err(|e| TrainError::Stopped(format!("step metrics: {e:?}")))?;
-    let w = t.world_size() as f64;
-    Ok(metrics
-        .keys()
-        .zip(sum)
-        .map(|(k, v)| (*k, v as f64 / w))
-        .collect())
+/// MoCo fills its queue before the first optimiser step (spec §2.2): ⌈K / keys per step⌉
+/// steps, with B·V keys entering per step (V = max(ρ, 2) views). Other methods: none.
+pub fn queue_warmup_steps(recipe: &Recipe) -> usize {
+    let m = recipe.method_config();
+    if m.kind != MethodKind::Moco {
+        return 0;
+    }
+    m.queue_len.div_ceil(recipe.batch * recipe.data.rho.max(2))
 }
 
-fn accumulate_grads<B: AutodiffBackend>(
-    net: &SslNetwork<B>,
-    acc: Option<burn::optim::GradientsAccumulator<SslNetwork<B>>>,
-    grads: burn::optim::GradientsParams,
-) -> burn::optim::GradientsAccumulator<SslNetwork<B>> {
-    let mut acc = acc.unwrap_or_default();
-    acc.accumulate(net, grads);
-    acc
+/// A loader batch [b, V, 3, T, H, W] as `accum` micro-batches of V clip tensors, each with the
+/// dataset indices of its videos.
+fn micro_batches<B: AutodiffBackend>(
+    batch: &rho_data::Batch,
+    accum: usize,
+    device: &B::Device,
+) -> Vec<MicroBatch<B>> {
+    let [b, v, c, t, h, w] = batch.shape;
+    let per_view = c * t * h * w;
+    let micro = b / accum; // `b` is this rank's shard
+    (0..accum)
+        .map(|part| {
+            let rows = part * micro..(part + 1) * micro;
+            let clips = (0..v)
+                .map(|k| {
+                    let mut data = Vec::with_capacity(micro * per_view);
+                    for i in rows.clone() {
+                        let start = (i * v + k) * per_view;
+                        data.extend_from_slice(&batch.clips[start..start + per_view]);
+                    }
+                    Tensor::from_data(TensorData::new(data, [micro, c, t, h, w]), device)
+                })
+                .collect();
+            let videos = rows.map(|i| batch.samples[i] as u64).collect();
+            MicroBatch { clips, videos }
+        })
+        .collect()
 }

@@ -11,6 +11,7 @@ pub mod optim;
 pub mod plot;
 pub mod recipe;
 pub mod schedule;
+pub mod step;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use distributed::pretrain_data_parallel;
@@ -21,3 +22,4 @@ pub use engine::{
 pub use optim::{GroupedOptimizer, SgdRule};
 pub use recipe::{Recipe, RecipeError};
 pub use schedule::{scale_lr, CosineSchedule};
+pub use step::{train_step, MicroBatch, StepEnv, StepOutcome, StepPlan};

@@ -117,6 +117,7 @@ pub fn split_batch_norm_params<B: Backend, M: burn::module::Module<B>>(
 pub struct GroupedOptimizer<M: AutodiffModule<B>, B: AutodiffBackend> {
     bn_ids: Vec<ParamId>,
     rest_ids: Vec<ParamId>,
+    rules: (SgdRule, SgdRule),
     bn: OptimizerAdaptor<SgdRule, M, B>,
     rest: OptimizerAdaptor<SgdRule, M, B>,
 }
@@ -134,6 +135,7 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> GroupedOptimizer<M, B> {
         Self {
             bn_ids,
             rest_ids,
+            rules: (bn_rule, rule),
             bn: OptimizerAdaptor::from(bn_rule),
             rest: OptimizerAdaptor::from(rule),
         }
@@ -162,6 +164,35 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> GroupedOptimizer<M, B> {
             rest: self.rest.load_record(rest_rec),
             ..self
         })
+    }
+
+    /// The momentum buffer of parameter `id` (None before its first step), for tests and
+    /// diagnostics.
+    pub fn velocity<const D: usize>(&self, id: ParamId) -> Option<Tensor<B::InnerBackend, D>> {
+        let rec = self
+            .bn
+            .to_record()
+            .remove(&id)
+            .or_else(|| self.rest.to_record().remove(&id))?;
+        Some(rec.into_state::<D>().velocity)
+    }
+
+    /// Sets the momentum buffer of parameter `id` (tests that restart from a recorded state).
+    pub fn set_velocity<const D: usize>(
+        &mut self,
+        id: ParamId,
+        velocity: Tensor<B::InnerBackend, D>,
+    ) {
+        use burn::optim::record::AdaptorRecord;
+        let state = AdaptorRecord::from_state::<D>(MomentumState { velocity });
+        let (group, rule) = if self.bn_ids.contains(&id) {
+            (&mut self.bn, self.rules.0)
+        } else {
+            (&mut self.rest, self.rules.1)
+        };
+        let mut rec = group.to_record();
+        rec.insert(id, state);
+        *group = std::mem::replace(group, OptimizerAdaptor::from(rule)).load_record(rec);
     }
 
     /// One step at learning rate `lr` with the gradients of a backward pass.

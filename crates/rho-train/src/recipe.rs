@@ -122,6 +122,13 @@ pub struct MethodSection {
     pub proj_hidden: Option<usize>,
     pub proj_dim: Option<usize>,
     pub predictor_hidden: Option<usize>,
+    /// "c2_xavier" (PySlowFast, the default) or "pytorch" (nn.Linear's init; docs/methods.md).
+    pub head_init: Option<rho_objectives::HeadInit>,
+    /// MoCo: leave a query's own video out of its negatives (default true).
+    pub exclude_own_video: Option<bool>,
+    /// MoCo: shuffle-BN in the key encoder, and the sub-batches on one device.
+    pub shuffle_bn: Option<bool>,
+    pub shuffle_bn_splits: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -263,6 +270,9 @@ impl Recipe {
 
     pub fn validate(&self) -> Result<(), String> {
         rho_model::ResNet3dConfig::preset(&self.model.arch).map_err(|e| e.to_string())?;
+        self.method_config()
+            .validate()
+            .map_err(|e| format!("[method]: {e}"))?;
         let d = &self.data;
         if d.rho == 0 || d.frames == 0 || d.stride == 0 || d.crop == 0 {
             return Err("data.rho, frames, stride and crop must be at least 1".into());
@@ -353,6 +363,18 @@ impl Recipe {
         }
         if let Some(v) = m.predictor_hidden {
             c.predictor_hidden = v;
+        }
+        if let Some(v) = m.head_init {
+            c.head_init = v;
+        }
+        if let Some(v) = m.exclude_own_video {
+            c.exclude_own_video = v;
+        }
+        if let Some(v) = m.shuffle_bn {
+            c.shuffle_bn = v;
+        }
+        if let Some(v) = m.shuffle_bn_splits {
+            c.shuffle_bn_splits = v;
         }
         c
     }

@@ -106,7 +106,8 @@ fn two_devices_with_half_batches_take_the_single_device_step_for_every_method() 
         ("simclr", "lars", "", 2),
         ("byol", "lars", "", 2),
         ("swav", "lars", "prototypes = 10", 2),
-        // Queue of 8 at batch 4: two warm-up steps without an optimiser step, then two real ones.
+        // Queue of 8 at batch 4 × 2 clips: one warm-up step without an optimiser step, then
+        // three real ones.
         ("moco", "sgd", "queue_len = 8", 4),
     ] {
         let r = recipe(kind, opt, extra, SyncBn::All, &index);
@@ -446,4 +447,73 @@ fn ranks_that_resume_from_different_points_are_refused() {
         .is_ok()
     });
     assert_eq!(ok, [true, true]);
+}
+
+/// Shuffle-BN across two ranks (each encodes a random half of the gathered key batch, and the
+/// keys go back to their rows) equals the single-device form with two sub-batches of the same
+/// permutation; plain per-rank key encoding is different.
+#[test]
+fn shuffle_bn_across_ranks_equals_the_single_device_split() {
+    use burn::tensor::{Distribution, TensorData};
+    use rho_objectives::{l2_normalize, shuffle_bn, MethodConfig, MethodKind, SingleDevice};
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dev = Default::default();
+    <AB as burn::tensor::backend::Backend>::seed(&dev, 3);
+    let mut cfg = MethodConfig::preset(MethodKind::Moco);
+    cfg.proj_hidden = 32;
+    cfg.proj_dim = 16;
+    let backbone = rho_model::ResNet3dConfig::preset("slow_r18_tiny")
+        .unwrap()
+        .init::<AB>(&dev);
+    let net = cfg.build_network(backbone, &dev);
+    let (n, dims) = (4, [3, 2, 32, 32]);
+    let x = Tensor::<AB, 5>::random([2 * n, 3, 2, 32, 32], Distribution::Normal(0.0, 1.0), &dev);
+    // (7, 0, 1) permutes 0..8 to [6, 0, 7, 1 | 5, 2, 4, 3]: each rank's half mixes both shards.
+    let salt = (7, 0, 1);
+    assert_eq!(shuffle_bn::permutation(8, salt), [6, 0, 7, 1, 5, 2, 4, 3]);
+    let single = shuffle_bn::keys(&net, &x, 2, salt, &SingleDevice)
+        .unwrap()
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap();
+    let data = x.to_data();
+    let per: usize = dims.iter().product();
+    let shards: Vec<TensorData> = (0..2)
+        .map(|r| {
+            let all = data.to_vec::<f32>().unwrap();
+            TensorData::new(
+                all[r * n * per..(r + 1) * n * per].to_vec(),
+                [n, 3, 2, 32, 32],
+            )
+        })
+        .collect();
+    let (net2, shards2) = (net.clone(), shards.clone());
+    let ranks = on_two_ranks(1, move |rank, group| {
+        let x = Tensor::<AB, 5>::from_data(shards2[rank].clone(), &Default::default());
+        let k = shuffle_bn::keys(&net2, &x, 2, salt, group.as_ref()).unwrap();
+        k.into_data().to_vec::<f32>().unwrap()
+    });
+    let dp: Vec<f32> = ranks.concat();
+    assert_close(
+        &single,
+        &dp,
+        1e-5,
+        "shuffle-BN keys, 2 ranks vs 2 sub-batches",
+    );
+    let plain: Vec<f32> = shards
+        .iter()
+        .flat_map(|s| {
+            let x = Tensor::<AB, 5>::from_data(s.clone(), &Default::default());
+            l2_normalize(net.project(x))
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap()
+        })
+        .collect();
+    let gap = single
+        .iter()
+        .zip(&plain)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(gap > 1e-3, "shuffling changed nothing ({gap:.2e})");
 }

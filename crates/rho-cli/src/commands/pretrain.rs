@@ -350,7 +350,7 @@ pub fn execute<B: Backend>(
     );
     let mut write_err = None;
     let (mut wait_total, mut step_total, mut clips_total) = (0.0f64, 0.0f64, 0usize);
-    let mut history: Vec<(f64, f64, f64, f64, f64)> = Vec::new(); // step, loss, lr, emb_std, pos_sim
+    let mut history: Vec<HistoryRow> = Vec::new();
 
     let mut per_device = recipe.clone();
     per_device.batch /= parallel.world().max(1);
@@ -402,22 +402,27 @@ pub fn execute<B: Backend>(
             / (log.step as f64 + 1.0).max(1.0);
         let m = |k: &str| log.metrics.get(k).copied().unwrap_or(f64::NAN);
         bar.set_message(format!(
-            "ep {:.2} loss {:.4} lr {:.4} m {:.4} | {:.1} clips/s, data wait {:.0}% | ETA {}",
+            "ep {:.2} loss {:.4} lr {:.4} m {:.4} cos same/cross {:.2}/{:.2} | {:.1} clips/s, data wait {:.0}% | ETA {}",
             log.epoch,
             m("loss"),
             log.lr,
             m("momentum"),
+            m("pos_sim"),
+            m("cross_sim"),
             clips_total as f64 / step_total.max(1e-9),
             100.0 * wait_total / step_total.max(1e-9),
             humantime(left)
         ));
-        history.push((
-            log.step as f64,
-            m("loss"),
-            log.lr,
-            m("emb_std"),
-            m("pos_sim"),
-        ));
+        history.push(HistoryRow {
+            step: log.step as f64,
+            loss: m("loss"),
+            lr: log.lr,
+            emb_std: m("emb_std"),
+            pos_sim: m("pos_sim"),
+            cross_sim: m("cross_sim"),
+            target_mean_norm: m("target_mean_norm"),
+            dead_units: m("dead_units"),
+        });
         if plot_every > 0 && (log.step + 1).is_multiple_of(plot_every) {
             if let Err(e) = write_plots(&recipe.output, &history) {
                 write_err.get_or_insert(e);
@@ -536,31 +541,52 @@ fn humantime(secs: f64) -> String {
     }
 }
 
-/// loss.png, lr.png and collapse.png in the output folder.
-fn write_plots(dir: &std::path::Path, h: &[(f64, f64, f64, f64, f64)]) -> Result<()> {
+/// What the plots show of one step.
+struct HistoryRow {
+    step: f64,
+    loss: f64,
+    lr: f64,
+    emb_std: f64,
+    pos_sim: f64,
+    cross_sim: f64,
+    target_mean_norm: f64,
+    dead_units: f64,
+}
+
+/// loss.png, lr.png and collapse.png in the output folder. The collapse plot puts the
+/// same-video similarity next to the cross-video one: learning keeps them apart, a trivial
+/// solution (every prediction alike) brings them together, with ‖mean target‖ near 1.
+fn write_plots(dir: &std::path::Path, h: &[HistoryRow]) -> Result<()> {
     use rho_train::plot::{LinePlot, Series};
-    let series = |name: &str, color: [u8; 3], f: fn(&(f64, f64, f64, f64, f64)) -> f64| Series {
+    let series = |name: &str, color: [u8; 3], f: fn(&HistoryRow) -> f64| Series {
         name: name.into(),
         color,
-        points: h.iter().map(|r| (r.0, f(r))).collect(),
+        points: h
+            .iter()
+            .map(|r| (r.step, f(r)))
+            .filter(|p| p.1.is_finite())
+            .collect(),
     };
     let plots = [
         (
             "loss.png",
             "training loss",
-            vec![series("loss", [200, 30, 30], |r| r.1)],
+            vec![series("loss", [200, 30, 30], |r| r.loss)],
         ),
         (
             "lr.png",
             "learning rate",
-            vec![series("lr", [30, 30, 200], |r| r.2)],
+            vec![series("lr", [30, 30, 200], |r| r.lr)],
         ),
         (
             "collapse.png",
             "collapse monitors",
             vec![
-                series("embedding std", [30, 150, 30], |r| r.3),
-                series("positive cos", [150, 30, 150], |r| r.4),
+                series("same-video cos", [150, 30, 150], |r| r.pos_sim),
+                series("cross-video cos", [230, 140, 20], |r| r.cross_sim),
+                series("|mean target|", [30, 120, 200], |r| r.target_mean_norm),
+                series("dead head units", [120, 120, 120], |r| r.dead_units),
+                series("embedding std x10", [30, 150, 30], |r| 10.0 * r.emb_std),
             ],
         ),
     ];

@@ -1,0 +1,569 @@
+//! Three full pre-training steps of every method equal an independent PyTorch implementation
+//! (scripts/make_step_fixtures.py → tests/fixtures/steps.safetensors) started from the same
+//! weights on the same clips: loss, LR, target momentum, every gradient, every parameter and BN
+//! running statistic after the step, the SGD momentum buffers, the momentum target and MoCo's
+//! queue. Float64 (NdArray<f64>) to 1e-9 relative, float32 (Flex) to 1e-4 relative, per
+//! tensor (max |rho − reference| / max |reference|).
+//!
+//! The step is rho's own: `Method` + `GroupedOptimizer` through `train_step`, the function the
+//! engine runs. The reference makes the choices listed in the fixture script and in
+//! docs/methods.md: sub-losses averaged over the ρ query clips (paper), target updated once per
+//! step before the keys with m at the current epoch, MoCo's one softmax row per positive and
+//! clip-order enqueueing, SimCLR's consecutive pairs, SwAV's two assignment clips and frozen
+//! prototypes before epoch 0.3, LARS (η 0.001, no clipping, 1-D tensors and BN γ/β unscaled and
+//! undecayed) and Nesterov SGD, BatchNorm in train mode in both networks.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use burn::backend::ndarray::NdArray;
+use burn::backend::{Autodiff, Flex};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Tensor, TensorData};
+use rho_model::{BlockKind, ResNet3dConfig, StageConfig, StemConfig};
+use rho_objectives::{Method, MethodConfig, MethodKind, SslNetwork};
+use rho_train::{
+    train_step, CosineSchedule, GroupedOptimizer, MicroBatch, SgdRule, StepEnv, StepPlan,
+};
+
+/// A fixture tensor: shape and values as f64.
+struct Fx {
+    tensors: HashMap<String, (Vec<usize>, Vec<f64>)>,
+}
+
+impl Fx {
+    fn load() -> Self {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/steps.safetensors");
+        let bytes = std::fs::read(&path).expect("tests/fixtures/steps.safetensors");
+        let st = safetensors::SafeTensors::deserialize(&bytes).expect("a safetensors file");
+        let mut tensors = HashMap::new();
+        for (name, view) in st.tensors() {
+            let data = view.data();
+            let values: Vec<f64> = match view.dtype() {
+                safetensors::Dtype::F64 => data
+                    .chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+                    .collect(),
+                safetensors::Dtype::U8 => data.iter().map(|&b| b as f64).collect(),
+                other => panic!("{name}: unexpected dtype {other:?}"),
+            };
+            tensors.insert(name.to_string(), (view.shape().to_vec(), values));
+        }
+        Fx { tensors }
+    }
+
+    fn get(&self, key: &str) -> &(Vec<usize>, Vec<f64>) {
+        self.tensors
+            .get(key)
+            .unwrap_or_else(|| panic!("the fixture has no `{key}`"))
+    }
+}
+
+/// The fixture's backbone: Slow R-18 layout (1×7×7 stem, max-pool, basic blocks, temporal
+/// kernels 3 in res4/res5) at widths 4–8.
+fn backbone_config() -> ResNet3dConfig {
+    let stages = vec![
+        StageConfig::new(1, 4, 4, 1, 1),
+        StageConfig::new(1, 4, 4, 1, 2),
+        StageConfig::new(1, 8, 8, 3, 2),
+        StageConfig::new(1, 8, 8, 3, 2),
+    ];
+    let stem = StemConfig::new(4, [1, 7, 7], [1, 2, 2]);
+    ResNet3dConfig::new("step_fixture".into(), stem, stages, BlockKind::Basic)
+}
+
+struct Case {
+    name: &'static str,
+    kind: MethodKind,
+    lars: bool,
+}
+
+/// MoCo with the paper's SGD, the others with LARS.
+const CASES: [Case; 4] = [
+    Case {
+        name: "byol",
+        kind: MethodKind::Byol,
+        lars: true,
+    },
+    Case {
+        name: "moco",
+        kind: MethodKind::Moco,
+        lars: false,
+    },
+    Case {
+        name: "simclr",
+        kind: MethodKind::Simclr,
+        lars: true,
+    },
+    Case {
+        name: "swav",
+        kind: MethodKind::Swav,
+        lars: true,
+    },
+];
+
+fn method_config(kind: MethodKind) -> MethodConfig {
+    let mut c = MethodConfig::preset(kind);
+    c.proj_hidden = 16;
+    c.proj_dim = 8;
+    c.with_predictor_hidden(16)
+        .with_prototypes(10)
+        .with_queue_len(24)
+        .with_momentum_base(0.5)
+        .with_freeze_prototypes_epochs(0.3)
+}
+
+/// Linear weights are [in, out] in Burn and [out, in] in PyTorch.
+fn is_linear_weight(path: &str) -> bool {
+    path.contains("linears.") && path.ends_with(".weight")
+}
+
+/// Every float tensor of a module (parameters and running statistics) by module path, as f64
+/// in PyTorch layout.
+fn tensors<B: Backend, M: Module<B>>(m: &M) -> BTreeMap<String, (Vec<usize>, Vec<f64>)> {
+    struct Collect {
+        path: Vec<String>,
+        out: BTreeMap<String, (Vec<usize>, Vec<f64>)>,
+    }
+    impl<B: Backend> ModuleVisitor<B> for Collect {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<B, D>>) {
+            let key = self.path.join(".");
+            let mut t = p.val();
+            if is_linear_weight(&key) {
+                t = t.swap_dims(0, 1);
+            }
+            let shape = t.dims().to_vec();
+            let v = t.into_data().convert::<f64>().to_vec::<f64>().unwrap();
+            self.out.insert(key, (shape, v));
+        }
+    }
+    let mut c = Collect {
+        path: Vec::new(),
+        out: BTreeMap::new(),
+    };
+    m.visit(&mut c);
+    c.out
+}
+
+/// Sets every float tensor of `net` from `prefix.<path>` of the fixture.
+fn load<B: AutodiffBackend>(net: SslNetwork<B>, fx: &Fx, prefix: &str) -> SslNetwork<B> {
+    struct Load<'a> {
+        path: Vec<String>,
+        fx: &'a Fx,
+        prefix: String,
+    }
+    impl<B: Backend> ModuleMapper<B> for Load<'_> {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn map_float<const D: usize>(&mut self, p: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+            let (id, t, mapper) = p.consume();
+            let key = self.path.join(".");
+            let (shape, v) = self.fx.get(&format!("{}.{key}", self.prefix));
+            let data = TensorData::new(v.clone(), shape.clone()).convert::<B::FloatElem>();
+            let mut new = Tensor::<B, D>::from_data(data, &t.device());
+            if is_linear_weight(&key) {
+                new = new.swap_dims(0, 1);
+            }
+            assert_eq!(new.dims(), t.dims(), "{key}: fixture shape");
+            let new = new.set_require_grad(t.is_require_grad());
+            Param::from_mapped_value(id, new, mapper)
+        }
+    }
+    net.map(&mut Load {
+        path: Vec::new(),
+        fx,
+        prefix: prefix.to_string(),
+    })
+}
+
+/// How close rho must be: `rel` relative to the tensor's largest reference value; a tensor that
+/// is zero in exact arithmetic (the reference's values all below `zero`, e.g. the gradient of
+/// BYOL's projector bias, which the predictor's BatchNorm removes) must be below `zero` too.
+#[derive(Clone, Copy)]
+struct Tol {
+    rel: f64,
+    zero: f64,
+}
+
+const F64_TOL: Tol = Tol {
+    rel: 1e-9,
+    zero: 1e-13,
+};
+const F32_TOL: Tol = Tol {
+    rel: 1e-4,
+    zero: 1e-6,
+};
+/// Learning rates and momenta are computed in f64 on both sides.
+const EXACT: Tol = Tol {
+    rel: 1e-12,
+    zero: 0.0,
+};
+
+/// The worst relative error of `got` against the fixture's tensor (max-abs error over max-abs
+/// value), recorded in `errors` when above `tol`.
+fn check(
+    what: &str,
+    got: &[f64],
+    want: &(Vec<usize>, Vec<f64>),
+    tol: Tol,
+    errors: &mut Vec<String>,
+) {
+    let want = &want.1;
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let max = |v: &[f64]| v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    let scale = max(want);
+    if scale < tol.zero {
+        if !(max(got) < tol.zero) {
+            errors.push(format!(
+                "{what}: zero in the reference, rho's max |value| {:.2e}",
+                max(got)
+            ));
+        }
+        return;
+    }
+    let err = got
+        .iter()
+        .zip(want)
+        .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+    let rel = err / scale;
+    if !(rel <= tol.rel) {
+        errors.push(format!(
+            "{what}: relative error {rel:.2e} (max |ref| {scale:.3e})"
+        ));
+    }
+}
+
+fn clips<B: AutodiffBackend>(fx: &Fx, device: &B::Device) -> Vec<Tensor<B, 5>> {
+    let (shape, u8s) = fx.get("clips"); // [videos, clips, 3, T, H, W]
+    let (n, v) = (shape[0], shape[1]);
+    let per: usize = shape[2..].iter().product();
+    (0..v)
+        .map(|k| {
+            let mut data = Vec::with_capacity(n * per);
+            for i in 0..n {
+                let start = (i * v + k) * per;
+                data.extend(
+                    u8s[start..start + per]
+                        .iter()
+                        .map(|u| (u / 255.0 - 0.45) / 0.225),
+                );
+            }
+            let dims = [n, shape[2], shape[3], shape[4], shape[5]];
+            let data = TensorData::new(data, dims).convert::<B::FloatElem>();
+            Tensor::from_data(data, device)
+        })
+        .collect()
+}
+
+/// How the three steps are chained. `Free`: from the initial state only (float64: the whole
+/// trajectory must match). `TeacherForced`: every step starts from the reference's state after
+/// the previous one (float32: this measures a step's rounding, not its amplification by the
+/// next steps; PyTorch's own float32 run drifts from its float64 run by up to 6e-3 (SimCLR,
+/// SwAV) in the third step's gradients, so a chained float32 comparison cannot tell rounding
+/// from a bug).
+#[derive(Clone, Copy, PartialEq)]
+enum Chain {
+    Free,
+    TeacherForced,
+}
+
+fn fixture_tensor<B: Backend, const D: usize>(
+    fx: &Fx,
+    key: &str,
+    device: &B::Device,
+) -> Tensor<B, D> {
+    let (shape, v) = fx.get(key);
+    let data = TensorData::new(v.clone(), shape.clone()).convert::<B::FloatElem>();
+    Tensor::from_data(data, device)
+}
+
+/// Online network, target, queue and momentum buffers as the reference left them after step
+/// `s` (`prefix` = `case.step<s>`).
+fn restore<B: AutodiffBackend>(
+    net: SslNetwork<B>,
+    method: &mut Method<B>,
+    opt: &mut GroupedOptimizer<SslNetwork<B>, B>,
+    fx: &Fx,
+    prefix: &str,
+) -> SslNetwork<B> {
+    let device = B::Device::default();
+    let net = load(net, fx, &format!("{prefix}.param"));
+    if let Some(t) = method.target.as_mut() {
+        t.target = load(t.target.clone(), fx, &format!("{prefix}.target"));
+    }
+    if let Some(q) = method.queue.as_mut() {
+        q.keys = fixture_tensor(fx, &format!("{prefix}.queue"), &device);
+    }
+    for (path, id) in param_ids(&net) {
+        let key = format!("{prefix}.buf.{path}");
+        if !fx.tensors.contains_key(&key) {
+            continue;
+        }
+        match fx.get(&key).0.len() {
+            1 => opt.set_velocity::<1>(id, fixture_tensor(fx, &key, &device)),
+            2 => {
+                let t: Tensor<B::InnerBackend, 2> = fixture_tensor(fx, &key, &device);
+                let t = if is_linear_weight(&path) {
+                    t.swap_dims(0, 1)
+                } else {
+                    t
+                };
+                opt.set_velocity::<2>(id, t)
+            }
+            5 => opt.set_velocity::<5>(id, fixture_tensor(fx, &key, &device)),
+            r => panic!("{key}: rank {r}"),
+        }
+    }
+    net
+}
+
+fn run_case<B: AutodiffBackend>(case: &Case, fx: &Fx, tol: Tol, chain: Chain) -> Vec<String> {
+    let device = B::Device::default();
+    let cfg = method_config(case.kind);
+    let backbone = backbone_config().init::<B>(&device);
+    let net = load(
+        cfg.build_network(backbone, &device),
+        fx,
+        &format!("{}.init", case.name),
+    );
+    let mut method = Method::new(cfg, &net, &device).unwrap();
+    if let Some(q) = method.queue.as_mut() {
+        q.keys = fixture_tensor(fx, &format!("{}.queue0", case.name), &device);
+    }
+    let (wd, base_lr, warmup_start) = if case.lars {
+        (1e-2, 2.0, 0.2)
+    } else {
+        (1e-3, 0.1, 0.01)
+    };
+    let rule = SgdRule {
+        momentum: 0.9,
+        nesterov: true,
+        weight_decay: wd,
+        lars_trust: case.lars.then_some(0.001),
+    };
+    let mut opt = GroupedOptimizer::new(&net, rule, 0.0);
+    let schedule = CosineSchedule {
+        base_lr,
+        warmup_start,
+        warmup_epochs: 0.5,
+        epochs: 1.0,
+    };
+    let views = clips::<B>(fx, &device);
+    let mut net = net;
+    let mut errors = Vec::new();
+    for s in 1..=3 {
+        if chain == Chain::TeacherForced && s > 1 {
+            let prev = format!("{}.step{}", case.name, s - 1);
+            net = restore(net, &mut method, &mut opt, fx, &prev);
+        }
+        let p = format!("{}.step{s}", case.name);
+        let epoch = (s - 1) as f64 / 4.0;
+        let plan = StepPlan {
+            step: s - 1,
+            epoch,
+            total_epochs: 1.0,
+            lr: schedule.lr(epoch),
+            skip_optimizer: false,
+            seed: 0,
+        };
+        let batch = [MicroBatch {
+            clips: views.clone(),
+            videos: vec![0, 1, 2, 3],
+        }];
+        let grads: RefCell<BTreeMap<String, Vec<f64>>> = RefCell::default();
+        let inspect = |net: &SslNetwork<B>, g: &GradientsParams| {
+            grads.borrow_mut().extend(gradients_by_path(net, g));
+        };
+        let env = StepEnv {
+            inspect_gradients: Some(&inspect),
+            ..StepEnv::single_device()
+        };
+        let out = train_step(net, &mut method, &mut opt, &batch, plan, &env).unwrap();
+        net = out.net;
+        let mut check_key = |what: String, got: &[f64], tol: Tol| {
+            let want = fx.get(&what);
+            check(&what, got, want, tol, &mut errors)
+        };
+        check_key(format!("{p}.loss"), &[out.metrics["loss"]], tol);
+        check_key(format!("{p}.lr"), &[plan.lr], EXACT);
+        if let Some(m) = out.metrics.get("momentum") {
+            check_key(format!("{p}.momentum"), &[*m], EXACT);
+        }
+        let grads = grads.into_inner();
+        let ref_grads = fx
+            .tensors
+            .keys()
+            .filter(|k| k.starts_with(&format!("{p}.grad.")))
+            .count();
+        assert_eq!(
+            grads.len(),
+            ref_grads,
+            "{p} ({}): rho has gradients for {:?}",
+            std::any::type_name::<B>(),
+            grads.keys().collect::<Vec<_>>()
+        );
+        for (path, g) in &grads {
+            check_key(format!("{p}.grad.{path}"), g, tol);
+        }
+        net.sync_running_stats();
+        for (path, (_, v)) in tensors(&net) {
+            check_key(format!("{p}.param.{path}"), &v, tol);
+        }
+        if let Some(t) = &method.target {
+            t.target.sync_running_stats();
+            for (path, (_, v)) in tensors(&t.target) {
+                check_key(format!("{p}.target.{path}"), &v, tol);
+            }
+        }
+        if let Some(q) = &method.queue {
+            let v = q.keys.clone().into_data().convert::<f64>();
+            check_key(format!("{p}.queue"), &v.to_vec::<f64>().unwrap(), tol);
+        }
+        for (path, id) in param_ids(&net) {
+            let key = format!("{p}.buf.{path}");
+            let Some(want) = fx.tensors.get(&key) else {
+                continue;
+            };
+            let got = velocity(&opt, id, want.0.len(), is_linear_weight(&path))
+                .unwrap_or_else(|| panic!("{key}: rho has no momentum buffer"));
+            check_key(key, &got, tol);
+        }
+    }
+    errors
+}
+
+fn param_ids<B: Backend, M: Module<B>>(m: &M) -> Vec<(String, burn::module::ParamId)> {
+    struct Ids {
+        path: Vec<String>,
+        out: Vec<(String, burn::module::ParamId)>,
+    }
+    impl<B: Backend> ModuleVisitor<B> for Ids {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<B, D>>) {
+            self.out.push((self.path.join("."), p.id));
+        }
+    }
+    let mut ids = Ids {
+        path: Vec::new(),
+        out: Vec::new(),
+    };
+    m.visit(&mut ids);
+    ids.out
+}
+
+fn velocity<B: AutodiffBackend>(
+    opt: &GroupedOptimizer<SslNetwork<B>, B>,
+    id: burn::module::ParamId,
+    rank: usize,
+    linear: bool,
+) -> Option<Vec<f64>> {
+    let to_vec = |d: TensorData| d.convert::<f64>().to_vec::<f64>().unwrap();
+    match rank {
+        1 => opt.velocity::<1>(id).map(|t| to_vec(t.into_data())),
+        2 => opt
+            .velocity::<2>(id)
+            .map(|t| to_vec(if linear { t.swap_dims(0, 1) } else { t }.into_data())),
+        5 => opt.velocity::<5>(id).map(|t| to_vec(t.into_data())),
+        _ => None,
+    }
+}
+
+/// The gradients of one optimiser group by module path (PyTorch layout).
+fn gradients_by_path<B: AutodiffBackend>(
+    net: &SslNetwork<B>,
+    grads: &GradientsParams,
+) -> BTreeMap<String, Vec<f64>> {
+    struct Grads<'a> {
+        path: Vec<String>,
+        grads: &'a GradientsParams,
+        out: BTreeMap<String, Vec<f64>>,
+    }
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Grads<'_> {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<B, D>>) {
+            let Some(g) = self.grads.get::<B::InnerBackend, D>(p.id) else {
+                return;
+            };
+            let key = self.path.join(".");
+            let g = if is_linear_weight(&key) {
+                g.swap_dims(0, 1)
+            } else {
+                g
+            };
+            let v = g.into_data().convert::<f64>().to_vec::<f64>().unwrap();
+            self.out.insert(key, v);
+        }
+    }
+    let mut v = Grads {
+        path: Vec::new(),
+        grads,
+        out: BTreeMap::new(),
+    };
+    net.visit(&mut v);
+    v.out
+}
+
+fn assert_case<B: AutodiffBackend>(case: &Case, tol: Tol, chain: Chain) {
+    let fx = Fx::load();
+    let errors = run_case::<B>(case, &fx, tol, chain);
+    assert!(
+        errors.is_empty(),
+        "{} ({}): {} tensors off by more than {:e}:\n{}",
+        case.name,
+        std::any::type_name::<B>(),
+        errors.len(),
+        tol.rel,
+        errors.join("\n")
+    );
+}
+
+type F64 = Autodiff<NdArray<f64>>;
+type F32 = Autodiff<Flex>;
+
+#[test]
+fn byol_three_steps_equal_pytorch_in_f64_and_f32() {
+    assert_case::<F64>(&CASES[0], F64_TOL, Chain::Free);
+    assert_case::<F32>(&CASES[0], F32_TOL, Chain::TeacherForced);
+}
+
+#[test]
+fn moco_three_steps_equal_pytorch_in_f64_and_f32() {
+    assert_case::<F64>(&CASES[1], F64_TOL, Chain::Free);
+    assert_case::<F32>(&CASES[1], F32_TOL, Chain::TeacherForced);
+}
+
+#[test]
+fn simclr_three_steps_equal_pytorch_in_f64_and_f32() {
+    assert_case::<F64>(&CASES[2], F64_TOL, Chain::Free);
+    assert_case::<F32>(&CASES[2], F32_TOL, Chain::TeacherForced);
+}
+
+#[test]
+fn swav_three_steps_equal_pytorch_in_f64_and_f32() {
+    assert_case::<F64>(&CASES[3], F64_TOL, Chain::Free);
+    assert_case::<F32>(&CASES[3], F32_TOL, Chain::TeacherForced);
+}
