@@ -125,6 +125,21 @@ class ClipSet(torch.utils.data.Dataset):
         return torch.stack([self.clip(frames, rng) for _ in range(self.a.rho)]), i
 
 
+def load_rho_weights(net, path):
+    """Copies every tensor of `net` from a safetensors file in rho's naming (PyTorch layout)."""
+    from safetensors.torch import load_file
+    src = load_file(path)
+    sd = net.state_dict()
+    names = {k: next(iter(ts.to_rho_names({k: None})), None) for k in sd}
+    missing = [k for k, r in names.items() if r is not None and r not in src]
+    if missing:
+        raise SystemExit(f"{path} lacks {missing[:5]}")
+    with torch.no_grad():
+        for k, r in names.items():
+            if r in src:
+                sd[k].copy_(src[r].to(sd[k].dtype).reshape(sd[k].shape))
+
+
 def diagnostics(queries, targets):
     """pos / cross-video cosine of queries against targets, ‖mean target‖, embedding std."""
     pos, cross = [], []
@@ -184,7 +199,10 @@ def recipe_values(path, overrides):
     walk(text, "")
     for o in overrides:
         k, v = o.split("=", 1)
-        flat[k.strip()] = tomllib.loads(f"v = {v}")["v"] if v.strip() else v
+        try:  # a TOML value; a bare word is a string (as `rho pretrain --set`)
+            flat[k.strip()] = tomllib.loads(f"v = {v}")["v"]
+        except tomllib.TOMLDecodeError:
+            flat[k.strip()] = v
     return flat
 
 
@@ -211,6 +229,8 @@ def main():
                    help="override a recipe key as `rho pretrain --set` does, e.g. data.rho=2")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
+    p.add_argument("--init-from", help="start from these weights (every tensor of the network, rho's names, "
+                   "PyTorch layout), e.g. a rho network's initial state")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
@@ -241,6 +261,8 @@ def main():
             kw[k] = getattr(a, k)
     spec = ts.MethodSpec.preset(a.method, **kw)
     net = ts.SslNet(ts.SlowResNet(ts.BackboneSpec.preset(a.arch)), spec)
+    if a.init_from:
+        load_rho_weights(net, a.init_from)
     opt = ts.Optimizer(net, lars=a.optimizer == "lars", weight_decay=a.weight_decay, momentum=a.sgd_momentum)
     scale = a.batch / a.reference_batch
     sched = ts.Schedule(a.base_lr * scale, a.warmup_start_lr * scale, a.warmup_epochs, a.epochs)

@@ -5,6 +5,7 @@
 //! [`ClassificationHead`]. [`weights`] moves parameters to and from pytorchvideo, PySlowFast and
 //! torchvision state dicts.
 
+pub mod batch_groups;
 pub mod batch_stats_sync;
 pub mod block;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod stage;
 pub mod stem;
 pub mod weights;
 
+pub use batch_groups::{with_batch_groups, BatchGroups, GroupStatsReduce};
 pub use batch_stats_sync::{with_batch_stats_sync, BatchStatsSync};
 pub use block::{BlockSpec, ResBlock};
 pub use config::{BlockKind, ConvFactor, ResNet3dConfig, StageConfig, StemConfig, PRESETS};

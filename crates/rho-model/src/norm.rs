@@ -57,6 +57,9 @@ impl<B: Backend> BatchNorm3d<B> {
     /// mean of the variances plus the variance of the means), so the result equals BatchNorm
     /// over the concatenated batch, gradients included.
     pub fn forward_train<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        if let Some(groups) = crate::batch_groups::active() {
+            return self.forward_grouped(x, &groups);
+        }
         let dims = x.dims();
         let (n, c) = (dims[0], dims[1]);
         let s: usize = dims[2..].iter().product();
@@ -110,6 +113,54 @@ impl<B: Backend> BatchNorm3d<B> {
 
         let scale = self.gamma.val().reshape([1, c]) / var.add_scalar(self.epsilon).sqrt();
         (centred * per_row(scale, n) + per_row(self.beta.val().reshape([1, c]), n)).reshape(dims)
+    }
+
+    /// Batch statistics pooled by `groups` (see [`crate::batch_groups`]): each sample is
+    /// normalised with its group's mean and biased variance, computed over the group's samples
+    /// on every device (two-pass: the means first, then the centred squares). The running
+    /// estimates move towards the mean over groups (the groups are of equal size).
+    fn forward_grouped<const D: usize>(
+        &self,
+        x: Tensor<B, D>,
+        groups: &crate::batch_groups::BatchGroups,
+    ) -> Tensor<B, D> {
+        let dims = x.dims();
+        let (n, c) = (dims[0], dims[1]);
+        let s: usize = dims[2..].iter().product();
+        assert_eq!(
+            groups.of_sample.len(),
+            n,
+            "grouped BatchNorm: a group for each of the {n} samples is needed"
+        );
+        let g = groups.groups;
+        let a = groups.assignment::<B>(&x.device()); // [g, n]
+        let x2 = x.reshape([n * c, s]);
+        let per_sample = x2.clone().sum_dim(1).reshape([n, c]);
+        let counts = a.clone().sum_dim(1).mul_scalar(s as f64); // [g, 1]
+        let sums =
+            groups.sum_over_devices(Tensor::cat(vec![a.clone().matmul(per_sample), counts], 1));
+        let count = sums.clone().slice([0..g, c..c + 1]).clamp_min(1.0);
+        let mean_g = sums.slice([0..g, 0..c]) / count.clone();
+        let at = a.clone().transpose(); // [n, g]
+        let centred = x2 - at.clone().matmul(mean_g.clone()).reshape([n * c, 1]);
+        let sq = centred.clone().square().sum_dim(1).reshape([n, c]);
+        let var_g = groups.sum_over_devices(a.matmul(sq)) / count.clone();
+
+        let m = self.momentum;
+        let unbiased = count.clone() / (count - 1.0).clamp_min(1.0);
+        let run_mean = mean_g.clone().mean_dim(0).reshape([c]);
+        let run_var = (var_g.clone() * unbiased).mean_dim(0).reshape([c]);
+        let old_mean = self.running_mean.value_sync();
+        let old_var = self.running_var.value_sync();
+        self.running_mean
+            .update(old_mean.mul_scalar(1.0 - m) + run_mean.detach().mul_scalar(m));
+        self.running_var
+            .update(old_var.mul_scalar(1.0 - m) + run_var.detach().mul_scalar(m));
+
+        let var_i = at.matmul(var_g); // [n, c]
+        let scale = self.gamma.val().reshape([1, c]) / var_i.add_scalar(self.epsilon).sqrt();
+        (centred * scale.reshape([n * c, 1]) + per_row(self.beta.val().reshape([1, c]), n))
+            .reshape(dims)
     }
 
     /// Running statistics: one fused scale and shift per channel.
@@ -209,6 +260,49 @@ mod tests {
             .value_sync()
             .into_data()
             .assert_approx_eq::<f32>(&TensorData::new(rv, [c]), Tolerance::absolute(1e-4));
+    }
+
+    /// Grouped statistics on one device equal BatchNorm run on each group's samples alone.
+    #[test]
+    fn grouped_statistics_equal_batch_norm_of_each_group() {
+        use crate::batch_groups::{with_batch_groups, BatchGroups};
+        let dev = Default::default();
+        let (n, c, s) = (6, 3, 5);
+        let x = Tensor::<AB, 3>::random([n, c, s], Distribution::Normal(0.5, 2.0), &dev);
+        let bn = BatchNorm3d::<AB>::new(c, 1e-5, 0.1, &dev);
+        // Samples 0, 2, 5 form group 1; 1, 3, 4 group 0.
+        let of_sample = vec![1, 0, 1, 0, 0, 1];
+        let groups = BatchGroups {
+            of_sample: of_sample.clone(),
+            groups: 2,
+            reduce: None,
+        };
+        let y = with_batch_groups(groups, || bn.forward(x.clone()));
+        let y = y.into_data().to_vec::<f32>().unwrap();
+        let xs = x.to_data().to_vec::<f32>().unwrap();
+        let mut mean_of_means = vec![0f64; c];
+        for grp in 0..2 {
+            let members: Vec<usize> = (0..n).filter(|&i| of_sample[i] == grp).collect();
+            let sub: Vec<f32> = members
+                .iter()
+                .flat_map(|&i| xs[i * c * s..(i + 1) * c * s].to_vec())
+                .collect();
+            let (want, means, _) = reference(&sub, members.len(), c, s, &[1.0; 3], &[0.0; 3]);
+            for (k, &i) in members.iter().enumerate() {
+                for j in 0..c * s {
+                    let (a, b) = (y[i * c * s + j], want[k * c * s + j]);
+                    assert!((a - b).abs() < 1e-4, "sample {i}: {a} vs {b}");
+                }
+            }
+            for ch in 0..c {
+                mean_of_means[ch] += means[ch] / 2.0;
+            }
+        }
+        let rm: Vec<f32> = mean_of_means.iter().map(|m| (0.1 * m) as f32).collect();
+        bn.running_mean
+            .value_sync()
+            .into_data()
+            .assert_approx_eq::<f32>(&TensorData::new(rm, [c]), Tolerance::absolute(1e-4));
     }
 
     #[test]

@@ -4,7 +4,10 @@
 //! this trait; a single device uses [`SingleDevice`] (the identity) and the scale-out engine
 //! supplies a real implementation without the objectives changing.
 
+use std::sync::Arc;
+
 use burn::tensor::{backend::Backend, Tensor};
+use rho_model::GroupStatsReduce;
 
 pub trait Collectives<B: Backend>: Send + Sync {
     /// Number of participating devices.
@@ -18,6 +21,11 @@ pub trait Collectives<B: Backend>: Send + Sync {
     /// Like `all_gather`, but the local rows keep their gradient: the backward pass sums the
     /// gradients of all devices and keeps the local slice (as SimCLR's `diff_gather`).
     fn all_gather_with_grad(&self, t: Tensor<B, 2>) -> Tensor<B, 2>;
+    /// Sums over the devices for BatchNorm statistics pooled by groups (MoCo's shuffle-BN
+    /// across ranks); `None` on one device.
+    fn group_stats_reduce(&self) -> Option<Arc<dyn GroupStatsReduce>> {
+        None
+    }
 }
 
 /// One device: every collective is the identity.

@@ -3,7 +3,8 @@
 //! statistics instead of the content (MoCo's "information leak"). The permutation depends on
 //! (seed, step, clip) only, so every rank draws the same one and a resumed run the same again.
 
-use burn::tensor::{backend::AutodiffBackend, Tensor, TensorData};
+use burn::tensor::{backend::AutodiffBackend, Tensor};
+use rho_model::{with_batch_groups, BatchGroups};
 
 use crate::collectives::Collectives;
 use crate::error::ObjectiveError;
@@ -25,18 +26,13 @@ pub fn permutation(n: usize, salt: (u64, u64, u64)) -> Vec<usize> {
     p
 }
 
-fn index_tensor<B: burn::tensor::backend::Backend>(
-    idx: &[usize],
-    device: &B::Device,
-) -> Tensor<B, 1, burn::tensor::Int> {
-    let v: Vec<i64> = idx.iter().map(|&i| i as i64).collect();
-    Tensor::from_data(TensorData::new(v, [idx.len()]), device)
-}
-
-/// MoCo's shuffle-BN keys of one clip batch [n, 3, T, H, W] (spec §2.2). Several devices: the
-/// clips of all ranks are gathered, permuted, each rank encodes its slice, and the keys go back
-/// to their own rows. One device: the batch is permuted and encoded in `splits` sub-batches.
-/// Either way the key encoder's BatchNorm sees a different composition than the queries'.
+/// MoCo's shuffle-BN keys of one clip batch [n, 3, T, H, W] (spec §2.2): L2-normalised
+/// projections of `net` whose BatchNorm statistics come from random groups of the batch.
+/// Several devices: the global batch (every rank's n clips) is permuted with a permutation drawn
+/// from `salt`, and the i-th slice of n permuted samples forms group i, as if the clips had been
+/// gathered, shuffled and sent back out one slice per rank; only the statistics cross devices.
+/// One device: the batch is permuted and cut into `splits` sub-batches. Either way the key
+/// encoder's BatchNorm sees another composition than the query encoder's.
 pub fn keys<B: AutodiffBackend>(
     net: &SslNetwork<B>,
     clip: &Tensor<B, 5>,
@@ -44,39 +40,45 @@ pub fn keys<B: AutodiffBackend>(
     salt: (u64, u64, u64),
     coll: &dyn Collectives<B>,
 ) -> Result<Tensor<B, 2>, ObjectiveError> {
-    let dims = clip.dims();
-    let n = dims[0];
-    let device = clip.device();
-    let world = coll.world_size();
+    let n = clip.dims()[0];
     let key = |x: Tensor<B, 5>| l2_normalize(net.project(x)).detach();
-    if world > 1 {
-        let f = dims[1..].iter().product::<usize>();
-        let all = coll.all_gather(clip.clone().detach().reshape([n, f])); // [W·n, F]
+    let world = coll.world_size();
+    let groups = if world > 1 {
         let perm = permutation(world * n, salt);
-        let mut inv = vec![0; perm.len()];
-        perm.iter().enumerate().for_each(|(i, &p)| inv[p] = i);
+        let mut of_global = vec![0; world * n];
+        perm.iter()
+            .enumerate()
+            .for_each(|(pos, &sample)| of_global[sample] = pos / n);
         let r = coll.rank();
-        let mine = all.select(0, index_tensor::<B>(&perm[r * n..(r + 1) * n], &device));
-        let keys = coll.all_gather(key(mine.reshape(dims))); // row i: key of sample perm[i]
-        return Ok(keys.select(0, index_tensor::<B>(&inv[r * n..(r + 1) * n], &device)));
+        BatchGroups {
+            of_sample: of_global[r * n..(r + 1) * n].to_vec(),
+            groups: world,
+            reduce: coll.group_stats_reduce(),
+        }
+    } else {
+        if splits <= 1 {
+            return Ok(key(clip.clone()));
+        }
+        if n < 2 * splits {
+            return Err(ObjectiveError::Config(format!(
+                "shuffle-BN splits a batch of {n} into {splits} sub-batches of under 2 clips; lower method.shuffle_bn_splits or raise the batch"
+            )));
+        }
+        let mut of_sample = vec![0; n];
+        permutation(n, salt)
+            .iter()
+            .enumerate()
+            .for_each(|(pos, &sample)| of_sample[sample] = pos * splits / n);
+        BatchGroups {
+            of_sample,
+            groups: splits,
+            reduce: None,
+        }
+    };
+    if world > 1 && groups.reduce.is_none() {
+        return Err(ObjectiveError::Config(
+            "shuffle-BN across devices needs collectives that can sum BatchNorm statistics".into(),
+        ));
     }
-    if splits <= 1 {
-        return Ok(key(clip.clone()));
-    }
-    if n < 2 * splits {
-        return Err(ObjectiveError::Config(format!(
-            "shuffle-BN splits a batch of {n} into {splits} sub-batches of under 2 clips; lower method.shuffle_bn_splits or raise the batch"
-        )));
-    }
-    let perm = permutation(n, salt);
-    let mut inv = vec![0; n];
-    perm.iter().enumerate().for_each(|(i, &p)| inv[p] = i);
-    let shuffled = clip.clone().select(0, index_tensor::<B>(&perm, &device));
-    let parts: Vec<Tensor<B, 2>> = (0..splits)
-        .map(|s| {
-            let (a, b) = (s * n / splits, (s + 1) * n / splits);
-            key(shuffled.clone().slice([a..b]))
-        })
-        .collect();
-    Ok(Tensor::cat(parts, 0).select(0, index_tensor::<B>(&inv, &device)))
+    Ok(with_batch_groups(groups, || key(clip.clone())))
 }

@@ -423,6 +423,20 @@ fn shuffle_bn_sub_batches_change_only_the_key_statistics() {
         let norm: f32 = row.iter().map(|v| v * v).sum::<f32>().sqrt();
         assert!((norm - 1.0).abs() < 1e-5);
     }
+    // The keys are the plain key encoder run on each sub-batch of the permuted batch alone.
+    let perm = shuffle_bn::permutation(4, (0, 3, 1));
+    let mut by_hand = vec![0f32; 4 * 32];
+    for half in perm.chunks(2) {
+        let idx = Tensor::<AB, 1, burn::tensor::Int>::from_data(
+            burn::tensor::TensorData::new(half.iter().map(|&i| i as i64).collect::<Vec<_>>(), [2]),
+            &Default::default(),
+        );
+        let k = vals(l2_normalize(net.project(x.clone().select(0, idx))));
+        for (row, &i) in half.iter().enumerate() {
+            by_hand[i * 32..(i + 1) * 32].copy_from_slice(&k[row * 32..(row + 1) * 32]);
+        }
+    }
+    assert!(gap(&two, &by_hand) < 1e-5, "{}", gap(&two, &by_hand));
     let p = shuffle_bn::permutation(8, (0, 3, 1));
     let mut sorted = p.clone();
     sorted.sort_unstable();

@@ -4,10 +4,12 @@ use std::path::PathBuf;
 
 use rho_train::Recipe;
 
+/// Every pre-training recipe: configs/*.toml and the demo's configs/demo/*.toml.
 fn configs() -> Vec<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    let mut v: Vec<PathBuf> = [root.clone(), root.join("demo")]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).unwrap())
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
@@ -18,14 +20,20 @@ fn configs() -> Vec<PathBuf> {
 #[test]
 fn every_recipe_parses_and_validates() {
     let all = configs();
-    assert!(all.len() >= 8, "{all:?}");
+    assert!(all.len() >= 12, "{all:?}");
     for p in &all {
         let r = Recipe::load(p, &[]).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            Some(r.name.as_str()),
-            p.file_stem().and_then(|s| s.to_str()),
-            "name matches the file"
-        );
+        // configs/demo/byol.toml is `demo_byol`, configs/tiny_byol_cpu.toml `tiny_byol_cpu`.
+        let folder = p
+            .parent()
+            .and_then(|d| d.file_name())
+            .and_then(|s| s.to_str());
+        let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        let want = match folder {
+            Some("demo") => format!("demo_{stem}"),
+            _ => stem.to_string(),
+        };
+        assert_eq!(r.name, want, "{}: the name matches the file", p.display());
         let s = r.schedule();
         assert!(s.lr(s.warmup_epochs) > 0.0);
         r.method_config().validate().unwrap();

@@ -8,7 +8,7 @@ use std::any::Any;
 use std::sync::Arc;
 
 use burn::tensor::{backend::AutodiffBackend, Tensor, TensorPrimitive};
-use rho_model::BatchStatsSync;
+use rho_model::{BatchStatsSync, GroupStatsReduce};
 use rho_objectives::Collectives;
 
 use super::differentiable::{all_reduce_with_grad, ReduceFn};
@@ -82,6 +82,32 @@ impl<B: AutodiffBackend> Collectives<B> for DeviceGroup<B> {
             self.reducer("all_gather (with gradient)"),
             self.reducer("all_gather backward"),
         )
+    }
+    fn group_stats_reduce(&self) -> Option<Arc<dyn GroupStatsReduce>> {
+        Some(Arc::new(GroupSums::<B> {
+            reduce: self.reducer("shuffle-BN statistics"),
+        }))
+    }
+}
+
+/// The all-reduce of grouped BatchNorm statistics (shuffle-BN), on the run's backend.
+struct GroupSums<B: AutodiffBackend> {
+    reduce: ReduceFn<B::InnerBackend>,
+}
+
+impl<B: AutodiffBackend> GroupStatsReduce for GroupSums<B> {
+    fn all_reduce(&self, t: Box<dyn Any>) -> Box<dyn Any> {
+        let t = match t.downcast::<Tensor<B, 2>>() {
+            Ok(t) => *t,
+            Err(_) => panic!(
+                "shuffle-BN: statistics from another backend than the run's ({})",
+                std::any::type_name::<B>()
+            ),
+        };
+        let out = (self.reduce)(t.inner().into_primitive().tensor());
+        Box::new(Tensor::<B, 2>::from_inner(Tensor::from_primitive(
+            TensorPrimitive::Float(out),
+        )))
     }
 }
 
