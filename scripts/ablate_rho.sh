@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The paper's central ablation in miniature (Figure 1): the demo pipeline (synthetic videos,
-# ρBYOL pre-training, frozen linear probe and kNN) for ρ = 1, 2, 3, 4 with the same budget (the
-# demo recipe's epochs) and three seeds (data, initialisation and sampling), as a table of
-# mean ± std of held-out top-1.
+# pre-training, frozen linear probe and kNN) for ρ = 1, 2, 3, 4 with the same budget (the demo
+# recipe's epochs) and three seeds (data, initialisation and sampling), as a table of
+# mean ± std of held-out top-1. The method is the demo's default unless the extra flags name one.
 #
-#   scripts/ablate_rho.sh [OUT] [extra `rho demo` flags...]
+#   scripts/ablate_rho.sh [OUT] [extra `rho demo` flags, e.g. --method byol]
 #
 # Writes OUT/table.md (default OUT: runs/ablate_rho). Takes about 12 demo runs of CPU time.
 set -euo pipefail
@@ -13,7 +13,7 @@ OUT=${1:-runs/ablate_rho}
 shift || true
 scripts/setup.sh
 cargo build --release --locked -p rho-cli
-RHO=target/release/rho
+RHO=${CARGO_TARGET_DIR:-target}/release/rho
 mkdir -p "$OUT"
 for seed in 0 1 2; do
   for rho in 1 2 3 4; do

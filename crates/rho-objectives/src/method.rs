@@ -123,6 +123,16 @@ impl MethodConfig {
         if self.kind == MethodKind::Swav && self.prototypes == 0 {
             return bad("SwAV needs prototypes".into());
         }
+        if self.kind == MethodKind::Swav
+            && (self.sinkhorn_epsilon.is_nan()
+                || self.sinkhorn_epsilon <= 0.0
+                || self.sinkhorn_iterations == 0)
+        {
+            return bad(format!(
+                "SwAV's Sinkhorn needs sinkhorn_epsilon > 0 and sinkhorn_iterations ≥ 1 (got {} and {})",
+                self.sinkhorn_epsilon, self.sinkhorn_iterations
+            ));
+        }
         if self.shuffle_bn && self.kind != MethodKind::Moco {
             return bad(
                 "shuffle_bn is MoCo's (its key encoder); turn it off for other methods".into(),

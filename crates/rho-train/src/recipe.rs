@@ -116,6 +116,10 @@ pub struct MethodSection {
     pub all_pairs: Option<bool>,
     pub proj_bn: Option<bool>,
     pub prototypes: Option<usize>,
+    /// SwAV: Sinkhorn-Knopp's ε and iterations, and the epochs before the prototypes learn.
+    pub sinkhorn_epsilon: Option<f64>,
+    pub sinkhorn_iterations: Option<usize>,
+    pub freeze_prototypes_epochs: Option<f64>,
     /// MLP sizes (spec §1.2: projection 2048→4096→256 or →128, predictor 256→4096→256); small
     /// backbones train better with narrower heads.
     pub proj_layers: Option<usize>,
@@ -351,6 +355,15 @@ impl Recipe {
         }
         if let Some(v) = m.prototypes {
             c.prototypes = v;
+        }
+        if let Some(v) = m.sinkhorn_epsilon {
+            c.sinkhorn_epsilon = v;
+        }
+        if let Some(v) = m.sinkhorn_iterations {
+            c.sinkhorn_iterations = v;
+        }
+        if let Some(v) = m.freeze_prototypes_epochs {
+            c.freeze_prototypes_epochs = v;
         }
         if let Some(v) = m.proj_layers {
             c.proj_layers = v;

@@ -29,8 +29,11 @@ pub struct StepEnv<'a, B: AutodiffBackend> {
     pub transport: Option<&'a dyn Transport<B::InnerBackend>>,
     /// Sees each optimiser group's final gradients (accumulated, averaged over ranks) just
     /// before the optimiser step (tests, gradient statistics).
-    pub inspect_gradients: Option<&'a dyn Fn(&SslNetwork<B>, &GradientsParams)>,
+    pub inspect_gradients: Option<&'a GradientInspector<'a, B>>,
 }
+
+/// A callback that sees the network and one optimiser group's gradients.
+pub type GradientInspector<'a, B> = dyn Fn(&SslNetwork<B>, &GradientsParams) + 'a;
 
 impl<B: AutodiffBackend> StepEnv<'static, B> {
     /// One device: identity collectives, no SyncBN, no gradient averaging.
