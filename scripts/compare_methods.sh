@@ -44,9 +44,10 @@ EVAL=(--config configs/eval/demo_linear_cpu.toml
 # score RUN: linear (mean of probe seeds 0-2) and kNN of RUN/backbone.safetensors → RUN/scores.json
 score() {
   local run=$1 lin=()
+  : > "$run/eval.log"
   for p in 0 1 2; do
     "$RHO" eval linear "${EVAL[@]}" --weights "$run/backbone.safetensors" --set seed=$p \
-      --out "$run/eval/linear_$p" --cache "$run/eval/cache" > "$run/eval.log" 2>&1
+      --out "$run/eval/linear_$p" --cache "$run/eval/cache" >> "$run/eval.log" 2>&1
     lin+=("$run/eval/linear_$p/results.json")
   done
   "$RHO" eval knn "${EVAL[@]}" --weights "$run/backbone.safetensors" --out "$run/eval/knn" \
@@ -98,10 +99,11 @@ def ms(xs):
         return "stopped"
     body = f"{statistics.mean(done):.1f} ± {statistics.stdev(done):.1f}" if len(done) > 1 else f"{done[0]:.1f}"
     return body + stopped
-lines = ["| method | linear, rho | linear, PyTorch | kNN, rho | kNN, PyTorch | seeds |", "|---|---|---|---|---|---|"]
+lines = ["| method | linear, rho | linear, PyTorch | kNN, rho | kNN, PyTorch | seeds (rho / PyTorch) |",
+         "|---|---|---|---|---|---|"]
 for m in dict.fromkeys(r["method"] for r in rows):
     get = lambda impl, k: [r["scores"][k] for r in rows if r["method"] == m and r["impl"] == impl]
-    seeds = len(get("rho", "linear"))
+    seeds = f"{len(get('rho', 'linear'))} / {len(get('torch', 'linear'))}"
     lines.append(f"| ρ{ {'byol': 'BYOL', 'moco': 'MoCo', 'simclr': 'SimCLR', 'swav': 'SwAV'}.get(m, m) } | "
                  f"{ms(get('rho', 'linear'))} | {ms(get('torch', 'linear'))} | {ms(get('rho', 'knn'))} | "
                  f"{ms(get('torch', 'knn'))} | {seeds} |")

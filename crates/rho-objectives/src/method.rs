@@ -108,8 +108,13 @@ impl MethodConfig {
         if self.proj_layers == 0 || self.proj_dim == 0 || self.proj_hidden == 0 {
             return bad("the projection MLP needs ≥ 1 layer and positive widths".into());
         }
-        if self.temperature <= 0.0 || self.sinkhorn_epsilon <= 0.0 {
-            return bad("temperatures must be positive".into());
+        for (name, v) in [
+            ("temperature", self.temperature),
+            ("sinkhorn_epsilon", self.sinkhorn_epsilon),
+        ] {
+            if v.is_nan() || v <= 0.0 {
+                return bad(format!("{name} must be positive (got {v})"));
+            }
         }
         if !(0.0..=1.0).contains(&self.momentum_base) {
             return bad(format!(
@@ -123,15 +128,8 @@ impl MethodConfig {
         if self.kind == MethodKind::Swav && self.prototypes == 0 {
             return bad("SwAV needs prototypes".into());
         }
-        if self.kind == MethodKind::Swav
-            && (self.sinkhorn_epsilon.is_nan()
-                || self.sinkhorn_epsilon <= 0.0
-                || self.sinkhorn_iterations == 0)
-        {
-            return bad(format!(
-                "SwAV's Sinkhorn needs sinkhorn_epsilon > 0 and sinkhorn_iterations ≥ 1 (got {} and {})",
-                self.sinkhorn_epsilon, self.sinkhorn_iterations
-            ));
+        if self.kind == MethodKind::Swav && self.sinkhorn_iterations == 0 {
+            return bad("SwAV's Sinkhorn needs sinkhorn_iterations ≥ 1".into());
         }
         if self.shuffle_bn && self.kind != MethodKind::Moco {
             return bad(

@@ -97,6 +97,30 @@ fn unknown_keys_and_bad_values_are_clear_errors() {
 }
 
 #[test]
+fn swav_sinkhorn_keys_reach_the_method_and_bad_values_are_refused() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    let text = std::fs::read_to_string(dir.join("demo/swav.toml")).unwrap();
+    let sets = [
+        "method.sinkhorn_epsilon=0.02".into(),
+        "method.sinkhorn_iterations=5".into(),
+        "method.freeze_prototypes_epochs=0.5".into(),
+    ];
+    let c = Recipe::parse(&text, "t", &sets).unwrap().method_config();
+    assert_eq!(c.sinkhorn_epsilon, 0.02);
+    assert_eq!(c.sinkhorn_iterations, 5);
+    assert_eq!(c.freeze_prototypes_epochs, 0.5);
+    for bad in [
+        "method.sinkhorn_epsilon=0.0",
+        "method.sinkhorn_iterations=0",
+    ] {
+        let e = Recipe::parse(&text, "t", &[bad.into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sinkhorn"), "{bad}: {e}");
+    }
+}
+
+#[test]
 fn sync_bn_reads_off_all_or_a_group_and_fits_the_device_count() {
     use rho_train::recipe::SyncBn;
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs");
