@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # rho against an independent PyTorch implementation, trained on the same data and scored by the
-# same evaluation (docs/methods.md, "Parity with PyTorch"): for every method and seed, `rho
+# same evaluation (docs/method.md, "Parity with PyTorch"): for every method and seed, `rho
 # pretrain` and scripts/torch_reference_pretrain.py run the demo's recipe
 # (configs/demo/METHOD.toml) on one `rho synth` dataset, then `rho eval` scores both backbones
 # with configs/eval/demo_linear_cpu.toml: linear top-1 as the mean over probe seeds 0-2, and kNN.

@@ -10,7 +10,7 @@ step: the loss, LR and momentum; every parameter's gradient; every parameter and
 statistic after the step; the SGD momentum buffers; the target after its update (and its BN
 statistics after its forwards); MoCo's queue after enqueueing.
 
-The choices the test assumes (docs/methods.md says why rho makes them):
+The choices the test assumes (docs/method.md says why rho makes them):
   * the ρ query sub-losses are averaged (the paper), not summed (the released code);
   * the target is updated once per step before the keys, with m at the current fractional epoch;
   * MoCo: one softmax row per positive, the queue before this step's keys as negatives less the

@@ -12,10 +12,11 @@ diagnostics per step).
 
 Everything is independent of rho's code: the network, heads, losses, optimiser and schedules are
 scripts/torch_ssl.py; the data pipeline below is written from the paper's sampling and augmentation
-(spec §3, docs/data.md): ρ clip starts uniform over the video, T frames evenly spaced over the
-T·τ span, per clip one random-resized crop (area range, aspect 3/4–4/3), horizontal flip, colour
-jitter (p 0.8, random order, contrast over the whole clip), grayscale (p 0.2), normalisation
-(mean 0.45, std 0.225). ρ = 1 gives two crops of one clip, as in rho.
+(docs/method.md §3.1–§3.2; frame folders: docs/data.md §4): ρ clip starts uniform over the
+video, T frames evenly spaced over the T·τ span, per clip one random-resized crop (area range,
+aspect 3/4–4/3), horizontal flip, colour jitter (p 0.8, random order, contrast over the whole
+clip), grayscale (p 0.2), normalisation (mean 0.45, std 0.225). ρ = 1 gives two crops of one
+clip, as in rho.
 """
 import argparse
 import json

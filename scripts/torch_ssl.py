@@ -1,10 +1,10 @@
-"""An independent PyTorch implementation of rho's pre-training (docs/methods.md), for references.
+"""An independent PyTorch implementation of rho's pre-training (docs/method.md), for references.
 
 Used by scripts/make_step_fixtures.py (three full steps per method, recorded for rho's step-parity
 test) and scripts/torch_reference_pretrain.py (whole runs on `rho synth` data, compared with rho
 under the same `rho eval`). Written from the paper and PySlowFast's semantics, not from rho's
 code: plain PyTorch modules, `torch.optim.SGD` wrapped by a LARS step, the ρ-clip losses of
-spec §2, the momentum encoder, MoCo's queue and SwAV's Sinkhorn-Knopp.
+docs/method.md §2, the momentum encoder, MoCo's queue and SwAV's Sinkhorn-Knopp.
 
 Module names follow rho's module paths (`stem.unit.conv`, `stages.2.blocks.0.a.bn`,
 `projector.linears.1`, ...), so a state dict maps to rho's naming by renaming BatchNorm's
@@ -125,8 +125,8 @@ class SlowResNet(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------
-# Heads (spec §1.2): Linear(in→H), (L−1)×[BN1d → ReLU → Linear]; with BN only the last has a
-# bias. PySlowFast's "c2 xavier fill": kaiming-uniform with a = 1, bias 0.
+# Heads (docs/method.md §1.2): Linear(in→H), (L−1)×[BN1d → ReLU → Linear]; with BN only the
+# last has a bias. PySlowFast's "c2 xavier fill": kaiming-uniform with a = 1, bias 0.
 # --------------------------------------------------------------------------------------------
 
 class Mlp(nn.Module):
@@ -232,9 +232,10 @@ def to_rho_names(state_dict, prefix=""):
 
 
 # --------------------------------------------------------------------------------------------
-# Optimiser (spec §4.2): torch SGD (momentum 0.9, Nesterov, dampening 0) in two groups, BN γ/β
-# with `bn_weight_decay`, the rest with `weight_decay`; LARS (PySlowFast's `LARS`, clip off)
-# rescales the gradients of every tensor with more than one dimension before the SGD step.
+# Optimiser (docs/method.md §4.2): torch SGD (momentum 0.9, Nesterov, dampening 0) in two
+# groups, BN γ/β with `bn_weight_decay`, the rest with `weight_decay`; LARS (PySlowFast's
+# `LARS`, clip off) rescales the gradients of every tensor with more than one dimension before
+# the SGD step.
 # --------------------------------------------------------------------------------------------
 
 class Optimizer:
@@ -301,8 +302,8 @@ def cosine_momentum(m_base, e, total):
 
 
 # --------------------------------------------------------------------------------------------
-# Methods (spec §2): each clip batch is its own forward (BN statistics per clip), sub-losses are
-# averaged over the ρ query clips (the paper's mean).
+# Methods (docs/method.md §2): each clip batch is its own forward (BN statistics per clip),
+# sub-losses are averaged over the ρ query clips (the paper's mean).
 # --------------------------------------------------------------------------------------------
 
 class MomentumTarget:

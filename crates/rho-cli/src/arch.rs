@@ -7,8 +7,8 @@ use burn::tensor::backend::Backend;
 use rho_model::weights::{head_classes, load_state_dict, LoadOptions, Naming, StateDict};
 use rho_model::{ResNet3d, ResNet3dConfig};
 
-/// Where weights come from.
-pub struct WeightSource<'a> {
+/// The weight flags of a command (`--weights`, `--naming`, `--allow-partial`, a class count).
+pub struct WeightsArgs<'a> {
     pub path: Option<&'a Path>,
     pub naming: Option<Naming>,
     pub allow_partial: bool,
@@ -20,7 +20,7 @@ pub struct WeightSource<'a> {
 /// one (its class count is read from the file).
 pub fn build<B: Backend>(
     arch: &str,
-    source: WeightSource,
+    source: WeightsArgs,
     device: &B::Device,
 ) -> Result<ResNet3d<B>> {
     let cfg = ResNet3dConfig::preset(arch)?;

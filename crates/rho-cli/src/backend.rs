@@ -16,7 +16,22 @@ pub enum BackendKind {
     Cuda,
 }
 
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = self
+            .to_possible_value()
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default();
+        f.write_str(&name)
+    }
+}
+
 impl BackendKind {
+    /// Backends whose replicas share the host's memory (the memory check divides it).
+    pub fn is_cpu(self) -> bool {
+        matches!(self, BackendKind::Flex | BackendKind::Ndarray)
+    }
+
     pub fn compiled() -> Vec<BackendKind> {
         let mut v = Vec::new();
         if cfg!(feature = "cuda") {

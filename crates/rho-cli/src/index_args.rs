@@ -3,16 +3,17 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
+use clap::builder::TypedValueParser;
 use clap::Args;
-use rho_data::VideoIndex;
-use rho_train::dataset::{DatasetSpec, IndexFormat};
+use rho_data::dataset::{DatasetSpec, IndexFormat, FORMATS};
+use rho_data::{Split, VideoIndex};
 
 #[derive(Args, Debug, Clone)]
 pub struct IndexArgs {
     /// The index file, or a folder of videos.
     pub index: PathBuf,
-    /// auto, list, frames, folder, kinetics, ucf101, hmdb51 or ssv2.
-    #[arg(long, default_value = "auto", value_parser = parse_format)]
+    /// How the index is laid out.
+    #[arg(long, default_value = "auto", value_parser = format_parser())]
     pub format: IndexFormat,
     /// Prefix (or root folder) joined to the paths of the index.
     #[arg(long)]
@@ -29,8 +30,8 @@ pub struct IndexArgs {
     /// HMDB51: split number (1–3) and which part.
     #[arg(long, default_value_t = 1)]
     pub split: usize,
-    #[arg(long, default_value = "train")]
-    pub which: String,
+    #[arg(long, default_value = "train", value_parser = split_parser())]
+    pub which: Split,
     /// SSv2: labels JSON.
     #[arg(long)]
     pub labels: Option<PathBuf>,
@@ -46,7 +47,7 @@ impl IndexArgs {
             class_folders: self.class_folders,
             class_ind: self.class_ind.clone(),
             split: self.split,
-            which: self.which.clone(),
+            which: self.which,
             labels: self.labels.clone(),
         }
     }
@@ -56,13 +57,20 @@ impl IndexArgs {
     }
 }
 
-fn parse_format(s: &str) -> std::result::Result<IndexFormat, String> {
-    serde::Deserialize::deserialize(
-        serde::de::value::StrDeserializer::<serde::de::value::Error>::new(s),
-    )
-    .map_err(|_| {
-        format!(
-            "unknown format `{s}`: auto, list, frames, folder, kinetics, ucf101, hmdb51 or ssv2"
-        )
+/// `--format`: the names of rho-data's format table, each with its description in `--help`.
+fn format_parser() -> impl TypedValueParser<Value = IndexFormat> {
+    let names = FORMATS
+        .iter()
+        .map(|f| clap::builder::PossibleValue::new(f.name).help(f.description));
+    clap::builder::PossibleValuesParser::new(names).try_map(|s: String| IndexFormat::from_name(&s))
+}
+
+fn split_parser() -> impl TypedValueParser<Value = Split> {
+    clap::builder::PossibleValuesParser::new(["train", "test"]).map(|s: String| {
+        if s == "test" {
+            Split::Test
+        } else {
+            Split::Train
+        }
     })
 }

@@ -43,7 +43,7 @@ enum Command {
     Init(init::InitArgs),
     /// Write a random normalised clip as .npy.
     MakeClip(make_clip::MakeClipArgs),
-    /// List the backbone presets.
+    /// List the backbone presets, methods and index formats.
     Models,
     /// Self-supervised pre-training from a recipe (configs/).
     Pretrain(pretrain::PretrainArgs),
@@ -93,16 +93,15 @@ fn run() -> Result<()> {
         _ => {}
     }
     let kind = BackendKind::resolve(cli.backend)?;
-    let name = format!("{kind:?}").to_lowercase();
     with_backend!(kind, cli.device, |B, dev, at| match &cli.command {
         Command::Embed(a) => embed::run::<B>(a, dev),
         Command::Convert(a) => convert::run::<B>(a, dev),
         Command::Init(a) => init::run::<B>(a, dev),
         Command::Models => models::run::<B>(dev),
-        Command::Bench(c) => bench::run::<B>(c, &name, dev, at),
-        Command::Pretrain(a) => pretrain::run::<B>(a, &name, dev, at),
-        Command::Eval(c) => eval::run::<B>(c, &name, dev),
-        Command::Demo(a) => demo::run::<B>(a, &name, dev),
+        Command::Bench(c) => bench::run::<B>(c, kind, dev, at),
+        Command::Pretrain(a) => pretrain::run::<B>(a, kind, dev, at),
+        Command::Eval(c) => eval::run::<B>(c, kind, dev),
+        Command::Demo(a) => demo::run::<B>(a, kind, dev),
         Command::MakeClip(_) | Command::Synth(_) | Command::Data(_) | Command::Launch(_) => {
             unreachable!("handled above")
         }

@@ -13,6 +13,7 @@ pub struct Array {
 }
 
 pub fn read(path: &Path) -> Result<Array> {
+    check_shape(path)?;
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let npy = npyz::NpyFile::new(BufReader::new(file))
@@ -38,6 +39,37 @@ pub fn read(path: &Path) -> Result<Array> {
         ),
     };
     Ok(Array { shape, data })
+}
+
+/// Refuses a header whose shape holds more values than this machine can address, before the
+/// npy reader multiplies them (it would overflow).
+fn check_shape(path: &Path) -> Result<()> {
+    use std::io::Read;
+    let mut head = vec![0u8; 4096];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let text = String::from_utf8_lossy(&head[..n]);
+    let Some(dims) = text
+        .split_once("'shape':")
+        .and_then(|(_, rest)| rest.split_once('(')?.1.split_once(')'))
+        .map(|(dims, _)| dims)
+    else {
+        return Ok(()); // not a header npyz reads; it says why
+    };
+    let values = dims
+        .split(',')
+        .filter(|d| !d.trim().is_empty())
+        .try_fold(1u128, |acc, d| {
+            acc.checked_mul(d.trim().trim_end_matches('L').parse::<u128>().ok()?)
+        });
+    if values.is_none_or(|v| v > (usize::MAX / 8) as u128) {
+        bail!(
+            "{}: its shape ({dims}) holds more values than this machine can address; the file is corrupt",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// Writes atomically (temporary file, fsync, rename).

@@ -1,7 +1,8 @@
-//! Clip augmentations of the released SSL configs (spec §3.2), one parameter set per clip shared
-//! by all its frames: colour jitter (p 0.8, random order), grayscale (p 0.2), Gaussian blur
-//! (p 0.5), normalisation, random resized crop and horizontal flip. Colour statistics (contrast's
-//! mean) are taken over the whole clip, as the released code does with its tall image.
+//! Clip augmentations of the released SSL configs (docs/method.md §3.2), one parameter set per
+//! clip shared by all its frames: colour jitter (p 0.8, random order), grayscale (p 0.2),
+//! Gaussian blur (p 0.5), normalisation, random resized crop and horizontal flip. Colour
+//! statistics (contrast's mean) are taken over the whole clip, as the released code does with
+//! its tall image.
 
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -303,7 +304,7 @@ impl ClipPixels {
         out
     }
 
-    /// The whole pipeline of spec §3.2 with `params`.
+    /// The whole pipeline of docs/method.md §3.2 with `params`.
     pub fn augment(mut self, params: &AugmentParams, cfg: &AugmentConfig) -> Vec<f32> {
         for op in &params.jitter {
             self.apply_color(*op);

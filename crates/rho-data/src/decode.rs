@@ -1,4 +1,4 @@
-//! `VideoDecoder`: frame-exact sparse decoding with FFmpeg (data_notes §0, §5).
+//! `VideoDecoder`: frame-exact sparse decoding with FFmpeg (docs/data.md §0, §5).
 //!
 //! On open, one demux pass (no decoding) lists the keyframes and counts the video packets. Reading
 //! a sorted set of wanted frames then decodes forward and seeks only when it skips work: when

@@ -11,6 +11,12 @@ pub enum DataError {
         line: usize,
         reason: String,
     },
+    /// A file rho writes (generated videos and lists) that cannot be written.
+    #[error("cannot write {}: {reason}", path.display())]
+    Write {
+        path: std::path::PathBuf,
+        reason: String,
+    },
     /// A video that cannot be opened or decoded.
     #[error("cannot decode {}: {reason}", path.display())]
     Decode {

@@ -1,5 +1,5 @@
-//! Test-time views (spec §5.1): n temporal clips spread uniformly over the video, each seen
-//! through k spatial crops (left/centre/right, or top/centre/bottom for portrait frames) of a
+//! Test-time views (docs/method.md §5.1): n temporal clips spread uniformly over the video, each
+//! seen through k spatial crops (left/centre/right, or top/centre/bottom for portrait frames) of a
 //! frame resized to the crop size on its short side: 10 × 3 views in the paper.
 
 use crate::augment::CropBox;

@@ -1,5 +1,5 @@
 //! `VideoIndex`: the videos of a dataset and their labels, read from the annotation formats
-//! users have (data_notes §4): PySlowFast lists, the official Kinetics CSV, UCF101 and HMDB51
+//! users have (docs/data.md §4): PySlowFast lists, the official Kinetics CSV, UCF101 and HMDB51
 //! split files, Something-Something v2 JSON, mmaction frame-folder lists, and a plain folder tree.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -40,8 +40,10 @@ pub struct VideoIndex {
 }
 
 /// Which split of a dataset with official splits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Split {
+    #[default]
     Train,
     Test,
 }

@@ -1,10 +1,12 @@
 //! rho-data: ρ-clip video data without a Burn backend: dataset [`index`]es, frame-exact FFmpeg
 //! decoding ([`decode`], feature `video`) and JPEG [`frames`] folders, the ρ-clip [`sampler`]
-//! (spec §3.1), clip [`augment`]ations (§3.2), test-time [`eval_views`] (§5.1), the deterministic
-//! multi-threaded [`loader`], counter-based randomness ([`rng`]) that makes every draw a function
-//! of (seed, epoch, sample, clip), and the labelled [`synth`]etic dataset of `rho demo`.
+//! (docs/method.md §3.1), clip [`augment`]ations (§3.2), test-time [`eval_views`] (§5.1), the
+//! deterministic multi-threaded [`loader`], counter-based randomness ([`rng`]) that makes every
+//! draw a function of (seed, epoch, sample, clip), and the labelled [`synth`]etic dataset of
+//! `rho demo`.
 
 pub mod augment;
+pub mod dataset;
 #[cfg(feature = "video")]
 pub mod decode;
 pub mod error;
@@ -17,6 +19,7 @@ pub mod sampler;
 pub mod synth;
 pub mod synthetic;
 
+pub use dataset::{DatasetSpec, IndexFormat};
 pub use error::DataError;
 pub use index::{Split, VideoEntry, VideoIndex, VideoSource};
 pub use loader::{

@@ -79,7 +79,7 @@ pub enum ViewMode {
     /// One clip at a random time, augmented (linear probing and fine-tuning).
     Single,
     /// `clips` clips spread uniformly over the video × `crops` spatial crops of the frames
-    /// resized to the crop size on their short side; no randomness (spec §5.1).
+    /// resized to the crop size on their short side; no randomness (docs/method.md §5.1).
     Test { clips: usize, crops: usize },
 }
 
@@ -166,13 +166,8 @@ pub struct VideoLoader {
 }
 
 impl VideoLoader {
+    /// A loader for training epochs: at least one full batch, split evenly over the shards.
     pub fn new(index: VideoIndex, cfg: LoaderConfig) -> Result<Self, DataError> {
-        cfg.sampler.validate()?;
-        if cfg.batch_size == 0 || cfg.workers == 0 {
-            return Err(DataError::Config(
-                "batch_size and workers must be at least 1".into(),
-            ));
-        }
         if cfg.shard.world == 0
             || cfg.shard.rank >= cfg.shard.world
             || !cfg.batch_size.is_multiple_of(cfg.shard.world)
@@ -189,12 +184,7 @@ impl VideoLoader {
                 cfg.batch_size
             )));
         }
-        Ok(Self {
-            index: Arc::new(index),
-            cfg,
-            position: LoaderPosition::default(),
-            bad: Arc::new(BadVideos::default()),
-        })
+        Self::for_evaluation(index, cfg)
     }
 
     /// A loader for [`in_order`](Self::in_order) passes: any number of videos (even fewer than
@@ -302,37 +292,11 @@ impl Iterator for InOrderIter {
             return None;
         }
         let end = (self.next + self.cfg.batch_size).min(self.len);
-        let mut out = Batch {
-            clips: Vec::new(),
-            shape: [
-                end - self.next,
-                self.cfg.views(),
-                3,
-                self.cfg.sampler.frames,
-                self.cfg.augment.size,
-                self.cfg.augment.size,
-            ],
-            samples: Vec::new(),
-            labels: Vec::new(),
-            position: LoaderPosition::default(),
-        };
-        for j in self.next..end {
-            match self.pool.take(j) {
-                Ok(s) => {
-                    out.clips.extend_from_slice(&s.views);
-                    out.samples.push(s.index);
-                    out.labels.push(s.label);
-                }
-                Err(e) => {
-                    self.next = self.len;
-                    return Some(Err(e));
-                }
-            }
-        }
-        self.next = end;
-        self.pool
-            .allow_up_to(end + self.cfg.prefetch.max(1) * self.cfg.batch_size);
-        Some(Ok(out))
+        let batch = self
+            .pool
+            .batch(self.next..end, &self.cfg, LoaderPosition::default());
+        self.next = if batch.is_ok() { end } else { self.len };
+        Some(batch)
     }
 }
 
@@ -364,42 +328,18 @@ impl Iterator for EpochIter<'_> {
             return None;
         }
         let b = self.loader.local_batch();
-        let mut samples = Vec::with_capacity(b);
-        for j in self.next_job..self.next_job + b {
-            match self.pool.take(j) {
-                Ok(s) => samples.push(s),
-                Err(e) => return Some(Err(e)),
-            }
-        }
+        let jobs = self.next_job..self.next_job + b;
+        let batch = match self
+            .pool
+            .batch(jobs, &self.loader.cfg, self.loader.position)
+        {
+            Ok(batch) => batch,
+            Err(e) => return Some(Err(e)),
+        };
         self.next_job += b;
-        self.pool
-            .allow_up_to(self.next_job + self.loader.cfg.prefetch.max(1) * b);
-        let c = &self.loader.cfg;
-        let shape = [
-            b,
-            c.views(),
-            3,
-            c.sampler.frames,
-            c.augment.size,
-            c.augment.size,
-        ];
-        let position = self.loader.position;
-        let mut clips = Vec::with_capacity(shape.iter().product());
-        let (mut idx, mut labels) = (Vec::new(), Vec::new());
-        for s in samples {
-            clips.extend_from_slice(&s.views);
-            idx.push(s.index);
-            labels.push(s.label);
-        }
         self.loader.position.cursor += 1;
         self.batches_left -= 1;
-        Some(Ok(Batch {
-            clips,
-            shape,
-            samples: idx,
-            labels,
-            position,
-        }))
+        Some(Ok(batch))
     }
 }
 
@@ -409,6 +349,36 @@ struct WorkerPool {
     rx: Receiver<(usize, Result<Sample, DataError>)>,
     window: Arc<(Mutex<usize>, Condvar)>,
     pending: BTreeMap<usize, Result<Sample, DataError>>,
+}
+
+impl WorkerPool {
+    /// Jobs `jobs` as one batch, in job order; then lets the workers run a prefetch window of
+    /// batches ahead. The one place a batch is assembled.
+    fn batch(
+        &mut self,
+        jobs: std::ops::Range<usize>,
+        cfg: &LoaderConfig,
+        position: LoaderPosition,
+    ) -> Result<Batch, DataError> {
+        let n = jobs.len();
+        let [t, side] = [cfg.sampler.frames, cfg.augment.size];
+        let shape = [n, cfg.views(), 3, t, side, side];
+        let mut out = Batch {
+            clips: Vec::with_capacity(shape.iter().product()),
+            shape,
+            samples: Vec::with_capacity(n),
+            labels: Vec::with_capacity(n),
+            position,
+        };
+        for j in jobs.clone() {
+            let s = self.take(j)?;
+            out.clips.extend_from_slice(&s.views);
+            out.samples.push(s.index);
+            out.labels.push(s.label);
+        }
+        self.allow_up_to(jobs.end + cfg.prefetch.max(1) * n);
+        Ok(out)
+    }
 }
 
 impl WorkerPool {

@@ -1,4 +1,4 @@
-//! `ClipSampler`: which source frames make up the ρ clips of one video (spec §3.1).
+//! `ClipSampler`: which source frames make up the ρ clips of one video (docs/method.md §3.1).
 //!
 //! A clip is T frames at stride τ, its raw span scaled to the video's frame rate with 30 fps as
 //! the reference: ℓ = max(1, T·τ·fps/30) source frames. Each clip's start is uniform over the whole

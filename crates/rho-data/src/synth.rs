@@ -296,9 +296,8 @@ fn write_video(cfg: &SynthConfig, out: &Path, job: &Job) -> Result<(), DataError
         // Full-resolution chroma: the textures are fine coloured patterns.
         enc.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_4_4);
         enc.encode(frame, side, side, jpeg_encoder::ColorType::Rgb)
-            .map_err(|e| DataError::Index {
+            .map_err(|e| DataError::Write {
                 path: file.clone(),
-                line: 0,
                 reason: format!("cannot encode the JPEG frame: {e}"),
             })?;
         std::fs::write(&file, &jpeg).map_err(|e| io_err(&file, "write the frame", e))?;
@@ -306,20 +305,19 @@ fn write_video(cfg: &SynthConfig, out: &Path, job: &Job) -> Result<(), DataError
     Ok(())
 }
 
-/// Writes `path` through a temporary file and a rename.
+/// Writes `path` atomically and durably (temporary file, fsync, rename; `atomic-write-file`).
 fn write_atomic(path: &Path, text: &str) -> Result<(), DataError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, text).map_err(|e| io_err(&tmp, "write", e))?;
-    std::fs::rename(&tmp, path)
-        .map_err(|e| io_err(path, "rename the finished temporary file to", e))
+    use std::io::Write;
+    let mut f = atomic_write_file::AtomicWriteFile::open(path)
+        .map_err(|e| io_err(path, "create a temporary file for", e))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.commit())
+        .map_err(|e| io_err(path, "write", e))
 }
 
 fn io_err(path: &Path, what: &str, e: std::io::Error) -> DataError {
-    DataError::Index {
+    DataError::Write {
         path: path.to_path_buf(),
-        line: 0,
         reason: format!(
             "cannot {what} ({e}); choose an output folder that is writable and has free space"
         ),

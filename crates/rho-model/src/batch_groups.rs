@@ -1,7 +1,7 @@
 //! `BatchGroups`: BatchNorm statistics pooled over a chosen grouping of the (global) batch
 //! instead of over the device's batch: MoCo's shuffle-BN without moving a single clip.
 //!
-//! Shuffle-BN (docs/methods.md, "ρMoCo") normalises the key encoder's activations with the
+//! Shuffle-BN (docs/method.md, "ρMoCo") normalises the key encoder's activations with the
 //! statistics of a random group of samples, different from the group the query encoder used.
 //! The released code gets there by gathering the key clips, permuting them and scattering a
 //! slice to each device; the statistics are all that changes. Here each device keeps its clips

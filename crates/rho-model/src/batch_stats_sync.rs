@@ -1,4 +1,4 @@
-//! `BatchStatsSync`: the seam through which [`BatchNorm3d`](crate::BatchNorm3d) becomes
+//! `BatchStatsSync`: the seam through which [`BatchNorm`](crate::BatchNorm) becomes
 //! synchronised BatchNorm.
 //!
 //! A module cannot hold a communicator (modules are records, cloned and saved), and the same

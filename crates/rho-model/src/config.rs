@@ -98,41 +98,10 @@ pub struct ResNet3dConfig {
     pub bn_momentum: f64,
 }
 
-/// Names of the presets `ResNet3dConfig::preset` knows.
-pub const PRESETS: &[&str] = &[
-    "slow_r50",
-    "slow_r101",
-    "slow_r18",
-    "r3d_18",
-    "r2plus1d_18",
-    "slow_r50_tiny",
-    "slow_r18_tiny",
-    "r3d_18_tiny",
-    "r2plus1d_18_tiny",
-];
-
 impl ResNet3dConfig {
-    /// A preset by name (see [`PRESETS`]).
+    /// A preset by name (see [`crate::presets`]).
     pub fn preset(name: &str) -> Result<Self, ModelError> {
-        let cfg = match name {
-            "slow_r50" => Self::slow_resnet(name, [3, 4, 6, 3], 64, BlockKind::Bottleneck),
-            "slow_r101" => Self::slow_resnet(name, [3, 4, 23, 3], 64, BlockKind::Bottleneck),
-            "slow_r18" => Self::slow_resnet(name, [2, 2, 2, 2], 64, BlockKind::Basic),
-            "r3d_18" => Self::torchvision_r18(name, 64, ConvFactor::Full),
-            "r2plus1d_18" => Self::torchvision_r18(name, 64, ConvFactor::TwoPlusOne),
-            // Laptop/test sizes: the same layer tables with channels divided by 8.
-            "slow_r50_tiny" => Self::slow_resnet(name, [3, 4, 6, 3], 8, BlockKind::Bottleneck),
-            "slow_r18_tiny" => Self::slow_resnet(name, [1, 1, 1, 1], 8, BlockKind::Basic),
-            "r3d_18_tiny" => Self::torchvision_r18(name, 8, ConvFactor::Full),
-            "r2plus1d_18_tiny" => Self::torchvision_r18(name, 8, ConvFactor::TwoPlusOne),
-            _ => {
-                return Err(ModelError::UnknownArch {
-                    name: name.to_string(),
-                    known: PRESETS.join(", "),
-                })
-            }
-        };
-        Ok(cfg)
+        Ok((crate::presets::find(name)?.build)())
     }
 
     /// The Slow pathway of SlowFast (paper Table 17): a 1×7×7 stem with max-pool, no temporal
@@ -301,8 +270,8 @@ mod tests {
 
     #[test]
     fn every_preset_validates() {
-        for p in PRESETS {
-            ResNet3dConfig::preset(p).unwrap().validate().unwrap();
+        for p in crate::presets::presets() {
+            ResNet3dConfig::preset(p.name).unwrap().validate().unwrap();
         }
         let e = ResNet3dConfig::preset("slow_r51").unwrap_err().to_string();
         assert!(e.contains("slow_r51") && e.contains("slow_r50"), "{e}");

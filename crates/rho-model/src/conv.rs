@@ -10,7 +10,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Distribution, Tensor};
 
 use crate::gemm_conv::{conv3d_forward, ConvStrategy};
-use crate::norm::BatchNorm3d;
+use crate::norm::BatchNorm;
 
 /// Hyper-parameters shared by every BatchNorm of a network.
 #[derive(Debug, Clone, Copy)]
@@ -52,7 +52,7 @@ pub fn conv3d<B: Backend>(
 #[derive(Module, Debug)]
 pub struct SpatialConv<B: Backend> {
     pub conv: Conv3d<B>,
-    pub bn: BatchNorm3d<B>,
+    pub bn: BatchNorm<B>,
 }
 
 /// Convolution + BatchNorm. When `spatial` is present the unit is R(2+1)D: `spatial` first,
@@ -61,7 +61,7 @@ pub struct SpatialConv<B: Backend> {
 pub struct ConvBn<B: Backend> {
     pub spatial: Option<SpatialConv<B>>,
     pub conv: Conv3d<B>,
-    pub bn: BatchNorm3d<B>,
+    pub bn: BatchNorm<B>,
 }
 
 impl<B: Backend> ConvBn<B> {
@@ -77,7 +77,7 @@ impl<B: Backend> ConvBn<B> {
         Self {
             spatial: None,
             conv: conv3d(cin, cout, kernel, stride, device),
-            bn: BatchNorm3d::new(cout, bn.eps, bn.momentum, device),
+            bn: BatchNorm::new(cout, bn.eps, bn.momentum, device),
         }
     }
 
@@ -100,18 +100,18 @@ impl<B: Backend> ConvBn<B> {
                 [1, stride[1], stride[2]],
                 device,
             ),
-            bn: BatchNorm3d::new(mid, bn.eps, bn.momentum, device),
+            bn: BatchNorm::new(mid, bn.eps, bn.momentum, device),
         };
         Self {
             spatial: Some(spatial),
             conv: conv3d(mid, cout, [kernel[0], 1, 1], [stride[0], 1, 1], device),
-            bn: BatchNorm3d::new(cout, bn.eps, bn.momentum, device),
+            bn: BatchNorm::new(cout, bn.eps, bn.momentum, device),
         }
     }
 
     /// conv → BN (no activation; the caller decides).
     pub fn forward(&self, x: Tensor<B, 5>) -> Tensor<B, 5> {
-        let strategy = ConvStrategy::for_device::<B>(&x.device());
+        let strategy = ConvStrategy::for_backend::<B>();
         let x = match &self.spatial {
             Some(s) => relu(s.bn.forward(conv3d_forward(&s.conv, x, strategy))),
             None => x,

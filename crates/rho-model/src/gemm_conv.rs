@@ -22,14 +22,31 @@ pub enum ConvStrategy {
 }
 
 impl ConvStrategy {
-    /// `GemmPointwise` on the CPU backends (flex, ndarray), `Native` elsewhere.
-    pub fn for_device<B: Backend>(device: &B::Device) -> Self {
-        let name = B::name(device);
-        if name.contains("flex") || name.contains("ndarray") {
+    /// `GemmPointwise` on the CPU backends (flex, ndarray, also under autodiff), `Native`
+    /// elsewhere: decided once per backend type, from the type itself, and cached.
+    pub fn for_backend<B: Backend>() -> Self {
+        use std::any::TypeId;
+        use std::collections::HashMap;
+        use std::sync::{LazyLock, RwLock};
+        static DECIDED: LazyLock<RwLock<HashMap<TypeId, ConvStrategy>>> =
+            LazyLock::new(Default::default);
+        let id = TypeId::of::<B>();
+        if let Some(s) = DECIDED.read().ok().and_then(|m| m.get(&id).copied()) {
+            return s;
+        }
+        let ty = std::any::type_name::<B>();
+        let cpu = ["burn_flex::", "burn_ndarray::"]
+            .iter()
+            .any(|c| ty.contains(c));
+        let s = if cpu {
             ConvStrategy::GemmPointwise
         } else {
             ConvStrategy::Native
+        };
+        if let Ok(mut m) = DECIDED.write() {
+            m.insert(id, s);
         }
+        s
     }
 }
 
@@ -146,5 +163,23 @@ mod tests {
                 .into_data()
                 .assert_approx_eq::<f32>(&w.grad(&g1).unwrap().into_data(), tol);
         }
+    }
+}
+
+#[cfg(test)]
+mod strategy_tests {
+    use super::ConvStrategy;
+
+    #[test]
+    fn cpu_backends_use_the_gemm_path_decided_by_type() {
+        type F = burn::backend::Flex;
+        assert_eq!(
+            ConvStrategy::for_backend::<F>(),
+            ConvStrategy::GemmPointwise
+        );
+        assert_eq!(
+            ConvStrategy::for_backend::<burn::backend::Autodiff<F>>(),
+            ConvStrategy::GemmPointwise
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! `BatchNorm3d`: PyTorch's BatchNorm for [N, C, ...] tensors, computed in an [N·C, S] layout.
+//! `BatchNorm`: PyTorch's BatchNorm over the channel axis of [N, C, ...] tensors of any rank
+//! (the backbone's 3D BatchNorm and the heads' 1-D one), computed in an [N·C, S] layout.
 //!
 //! Burn's `nn::BatchNorm` broadcasts over a middle dimension, which the CPU (flex) backend does
 //! slowly enough to dominate a 3D-CNN train step. Folding the batch and channel dims makes every
@@ -11,7 +12,7 @@ use burn::tensor::{backend::Backend, Tensor};
 
 /// Batch normalisation over dim 1 of a tensor of any rank ≥ 2.
 #[derive(Module, Debug)]
-pub struct BatchNorm3d<B: Backend> {
+pub struct BatchNorm<B: Backend> {
     /// Scale (PyTorch `weight`).
     pub gamma: Param<Tensor<B, 1>>,
     /// Shift (PyTorch `bias`).
@@ -23,7 +24,10 @@ pub struct BatchNorm3d<B: Backend> {
     pub epsilon: f64,
 }
 
-impl<B: Backend> BatchNorm3d<B> {
+/// The name of [`BatchNorm`] before it was known to serve every rank.
+pub type BatchNorm3d<B> = BatchNorm<B>;
+
+impl<B: Backend> BatchNorm<B> {
     /// γ = 1, β = 0, running mean 0 and variance 1 (PyTorch's init).
     pub fn new(channels: usize, epsilon: f64, momentum: f64, device: &B::Device) -> Self {
         Self {
@@ -233,7 +237,7 @@ mod tests {
         let dev = Default::default();
         let (n, c, t, h, w) = (3, 4, 2, 3, 5);
         let x = Tensor::<AB, 5>::random([n, c, t, h, w], Distribution::Normal(2.0, 3.0), &dev);
-        let mut bn = BatchNorm3d::<AB>::new(c, 1e-5, 0.1, &dev);
+        let mut bn = BatchNorm::<AB>::new(c, 1e-5, 0.1, &dev);
         let g: Vec<f32> = vec![0.5, 1.5, -1.0, 2.0];
         let b: Vec<f32> = vec![0.1, -0.2, 0.3, 0.0];
         bn.gamma = Param::from_tensor(Tensor::from_floats(g.as_slice(), &dev));
@@ -269,7 +273,7 @@ mod tests {
         let dev = Default::default();
         let (n, c, s) = (6, 3, 5);
         let x = Tensor::<AB, 3>::random([n, c, s], Distribution::Normal(0.5, 2.0), &dev);
-        let bn = BatchNorm3d::<AB>::new(c, 1e-5, 0.1, &dev);
+        let bn = BatchNorm::<AB>::new(c, 1e-5, 0.1, &dev);
         // Samples 0, 2, 5 form group 1; 1, 3, 4 group 0.
         let of_sample = vec![1, 0, 1, 0, 0, 1];
         let groups = BatchGroups {
@@ -308,7 +312,7 @@ mod tests {
     #[test]
     fn eval_mode_uses_running_stats() {
         let dev = Default::default();
-        let bn = BatchNorm3d::<B>::new(2, 1e-5, 0.1, &dev);
+        let bn = BatchNorm::<B>::new(2, 1e-5, 0.1, &dev);
         bn.running_mean
             .update(Tensor::from_floats([1.0, -2.0], &dev));
         bn.running_var
@@ -335,7 +339,7 @@ mod tests {
             .require_grad();
         let weights =
             Tensor::<AB, 5>::random([2, 3, 2, 4, 4], Distribution::Normal(0.0, 1.0), &dev);
-        let ours = BatchNorm3d::<AB>::new(3, 1e-5, 0.1, &dev);
+        let ours = BatchNorm::<AB>::new(3, 1e-5, 0.1, &dev);
         let theirs = burn::nn::BatchNormConfig::new(3).init::<AB>(&dev);
         let g1 = (ours.forward(x.clone()) * weights.clone()).sum().backward();
         let g2 = (theirs.forward(x.clone()) * weights).sum().backward();
@@ -390,7 +394,7 @@ mod tests {
             row[ch] = m as f32;
             row[c + ch] = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64) as f32;
         }
-        let bn = BatchNorm3d::<AB>::new(c, 1e-5, 0.1, &dev);
+        let bn = BatchNorm::<AB>::new(c, 1e-5, 0.1, &dev);
         let y = with_batch_stats_sync(Arc::new(OtherDevice(row)), || bn.forward(mine));
         let all = [xm, xt].concat();
         let (yr, means, _) = reference(&all, 2 * n, c, s, &[1.0; 3], &[0.0; 3]);

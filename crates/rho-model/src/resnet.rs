@@ -152,7 +152,7 @@ impl<B: Backend> ResNet3d<B> {
     }
 
     /// Every BatchNorm of the network, in traversal order.
-    pub fn batch_norms(&self) -> Vec<&crate::norm::BatchNorm3d<B>> {
+    pub fn batch_norms(&self) -> Vec<&crate::norm::BatchNorm<B>> {
         let mut bns = Vec::new();
         self.stem.unit.collect_bn(&mut bns);
         for b in self.stages.iter().flat_map(|s| &s.blocks) {
@@ -190,7 +190,7 @@ impl<B: Backend> ResNet3d<B> {
 }
 
 impl<B: Backend> crate::conv::ConvBn<B> {
-    pub(crate) fn collect_bn<'a>(&'a self, out: &mut Vec<&'a crate::norm::BatchNorm3d<B>>) {
+    pub(crate) fn collect_bn<'a>(&'a self, out: &mut Vec<&'a crate::norm::BatchNorm<B>>) {
         if let Some(s) = &self.spatial {
             out.push(&s.bn);
         }

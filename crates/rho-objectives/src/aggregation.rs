@@ -1,4 +1,4 @@
-//! How the ρ per-query sub-losses are combined (spec §2.1, §8 #4).
+//! How the ρ per-query sub-losses are combined (docs/method.md §2.1, §8 #4).
 
 /// The paper averages the ρ sub-losses; the released code back-propagates each one separately,
 /// which sums their gradients (and so scales the effective SGD learning rate with ρ).

@@ -1,4 +1,4 @@
-//! ρBYOL's regression loss (spec §2.3).
+//! ρBYOL's regression loss (docs/method.md §2.3).
 
 use burn::tensor::{backend::Backend, Tensor};
 

@@ -1,4 +1,4 @@
-//! Per-step diagnostics that tell learning from trivial solutions (docs/methods.md, "Watching a
+//! Per-step diagnostics that tell learning from trivial solutions (docs/method.md, "Watching a
 //! run"), and the collapse test the training guard applies to them.
 //!
 //! A positive similarity near 1 does not prove learning: if every target shares one direction,

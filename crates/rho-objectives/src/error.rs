@@ -6,6 +6,9 @@ pub enum ObjectiveError {
     Shape(String),
     #[error("invalid objective configuration: {0}")]
     Config(String),
+    /// Saved method state that cannot be restored (checkpoints).
+    #[error("method state: {0}")]
+    State(String),
     #[error(transparent)]
     Model(#[from] rho_model::ModelError),
 }

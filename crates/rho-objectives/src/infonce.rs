@@ -1,4 +1,4 @@
-//! InfoNCE against a queue of negatives (ρMoCo, spec §2.2).
+//! InfoNCE against a queue of negatives (ρMoCo, docs/method.md §2.2).
 
 use burn::tensor::{backend::Backend, Bool, Tensor};
 

@@ -35,7 +35,7 @@ pub enum MethodKind {
 }
 
 /// Every knob of the four methods; [`MethodConfig::preset`] gives the paper's values.
-#[derive(Config, Debug)]
+#[derive(Config, Debug, PartialEq)]
 pub struct MethodConfig {
     pub kind: MethodKind,
     /// Projection MLP: layers, hidden width, output width, BN.
@@ -90,10 +90,15 @@ pub struct MethodConfig {
     pub shuffle_bn: bool,
     #[config(default = 2)]
     pub shuffle_bn_splits: usize,
+    /// A method registered under this name ([`crate::registry`]) instead of `kind`'s own
+    /// objective; `kind` then only gives the preset heads and constants.
+    #[config(default = "None")]
+    pub objective: Option<String>,
 }
 
 impl MethodConfig {
-    /// The paper's settings (spec §1.2, §4.1; SimCLR's MLP BN follows the paper, not the code).
+    /// The paper's settings (docs/method.md §1.2, §4.1; SimCLR's MLP BN follows the paper, not
+    /// the code).
     pub fn preset(kind: MethodKind) -> Self {
         match kind {
             MethodKind::Moco => Self::new(kind, 3, 2048, 128, false).with_momentum_base(0.994),

@@ -1,9 +1,9 @@
-//! `ProjectionMlp`: the projection head and the BYOL predictor (spec §1.2).
+//! `ProjectionMlp`: the projection head and the BYOL predictor (docs/method.md §1.2).
 //!
 //! Linear(in→H), then (L−1) × [optional BN1d → ReLU → Linear], the last Linear to d. With BN,
 //! every Linear but the last has no bias; without BN every Linear has one. The Linear layers
 //! start as [`HeadInit`] says: PySlowFast's "c2 xavier fill" by default, or PyTorch's own
-//! `nn.Linear` init, which learns far better at small scale (docs/methods.md, "Head
+//! `nn.Linear` init, which learns far better at small scale (docs/method.md, "Head
 //! initialisation").
 
 use burn::config::Config;
@@ -11,7 +11,7 @@ use burn::module::{Initializer, Module, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
-use rho_model::BatchNorm3d;
+use rho_model::BatchNorm;
 use serde::{Deserialize, Serialize};
 
 /// How the heads' Linear layers are initialised.
@@ -58,7 +58,7 @@ pub struct ProjectionMlpConfig {
 #[derive(Module, Debug)]
 pub struct ProjectionMlp<B: Backend> {
     pub linears: Vec<Linear<B>>,
-    pub norms: Vec<BatchNorm3d<B>>,
+    pub norms: Vec<BatchNorm<B>>,
 }
 
 impl ProjectionMlpConfig {
@@ -88,7 +88,7 @@ impl ProjectionMlpConfig {
             });
             linears.push(lin);
             if !last && self.batch_norm {
-                norms.push(BatchNorm3d::new(fout, 1e-5, 0.1, device));
+                norms.push(BatchNorm::new(fout, 1e-5, 0.1, device));
             }
         }
         ProjectionMlp { linears, norms }

@@ -1,4 +1,4 @@
-//! `MomentumEncoder`: the EMA target network of ρMoCo and ρBYOL (spec §2.6).
+//! `MomentumEncoder`: the EMA target network of ρMoCo and ρBYOL (docs/method.md §2.6).
 //!
 //! A deep copy of the online network (BN running statistics are its own, not shared), updated as
 //! θ_m ← m·θ_m + (1−m)·θ on parameters only, never on BN running buffers. It stays on the autodiff

@@ -1,4 +1,4 @@
-//! NT-Xent over the global batch (ρSimCLR, spec §2.4).
+//! NT-Xent over the global batch (ρSimCLR, docs/method.md §2.4).
 
 use burn::tensor::{backend::Backend, Bool, Tensor, TensorData};
 

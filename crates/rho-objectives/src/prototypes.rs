@@ -1,4 +1,4 @@
-//! `Prototypes`: SwAV's K prototype vectors (a bias-free Linear d→K, spec §2.5).
+//! `Prototypes`: SwAV's K prototype vectors (a bias-free Linear d→K, docs/method.md §2.5).
 
 use burn::module::{Module, Param};
 use burn::tensor::{backend::Backend, Distribution, Tensor};

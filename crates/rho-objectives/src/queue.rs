@@ -1,6 +1,6 @@
-//! `KeyQueue`: MoCo's FIFO ring buffer of negative keys (spec §2.2), with the video each key
-//! came from, so that a query's own video can be left out of its negatives once the queue holds
-//! more than an epoch of keys (docs/methods.md, "ρMoCo").
+//! `KeyQueue`: MoCo's FIFO ring buffer of negative keys (docs/method.md §2.2), with the video
+//! each key came from, so that a query's own video can be left out of its negatives once the
+//! queue holds more than an epoch of keys (docs/method.md, "ρMoCo").
 
 use burn::tensor::{backend::Backend, Distribution, Tensor, TensorData};
 use serde::{Deserialize, Serialize};

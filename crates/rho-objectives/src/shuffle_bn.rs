@@ -1,6 +1,6 @@
-//! MoCo's shuffle-BN (spec §2.2): the key encoder's BatchNorm must not see the same batch
-//! composition as the query encoder's, or the queries can find their keys through the batch
-//! statistics instead of the content (MoCo's "information leak"). The permutation depends on
+//! MoCo's shuffle-BN (docs/method.md §2.2): the key encoder's BatchNorm must not see the same
+//! batch composition as the query encoder's, or the queries can find their keys through the
+//! batch statistics instead of the content (MoCo's "information leak"). The permutation depends on
 //! (seed, step, clip) only, so every rank draws the same one and a resumed run the same again.
 
 use burn::tensor::{backend::AutodiffBackend, Tensor};
@@ -26,7 +26,7 @@ pub fn permutation(n: usize, salt: (u64, u64, u64)) -> Vec<usize> {
     p
 }
 
-/// MoCo's shuffle-BN keys of one clip batch [n, 3, T, H, W] (spec §2.2): L2-normalised
+/// MoCo's shuffle-BN keys of one clip batch [n, 3, T, H, W] (docs/method.md §2.2): L2-normalised
 /// projections of `net` whose BatchNorm statistics come from random groups of the batch.
 /// Several devices: the global batch (every rank's n clips) is permuted with a permutation drawn
 /// from `salt`, and the i-th slice of n permuted samples forms group i, as if the clips had been

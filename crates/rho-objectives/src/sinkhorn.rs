@@ -1,4 +1,5 @@
-//! `SinkhornKnopp`: SwAV's equal-partition soft codes (spec §2.5), over the global batch.
+//! `SinkhornKnopp`: SwAV's equal-partition soft codes (docs/method.md §2.5), over the global
+//! batch.
 
 use burn::tensor::{backend::Backend, Tensor};
 

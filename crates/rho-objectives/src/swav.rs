@@ -1,4 +1,4 @@
-//! ρSwAV's swapped prediction (spec §2.5).
+//! ρSwAV's swapped prediction (docs/method.md §2.5).
 
 use burn::tensor::{backend::Backend, Tensor};
 

@@ -1,15 +1,27 @@
 //! Checkpoints: everything a run needs to continue exactly where it stopped, in one file written
 //! atomically (temporary file, fsync, rename), the last K kept.
 //!
-//! Layout: `RHOCKPT1`, then a JSON header (step, loader position, MoCo queue, recipe) and four
-//! length-prefixed blobs (online network, target network, the two optimiser groups' states) as
-//! Burn named-MessagePack records, each covered by a checksum in the header.
+//! Layout (format 2): `RHOCKPT2`, the header's length (u64 LE), a JSON header (step, loader
+//! position, recipe, and the name and length of every blob), the blobs, and an xxh3-64 of every
+//! byte before it, so that a flipped bit anywhere (header included) is caught. Blobs are named:
+//! `online` (the online network), `optim.bn` and `optim.rest` (the optimiser groups), and the
+//! method's own state (`method.*`, whatever the method carries; see `rho_objectives::state`).
+//! A method that gains state adds a blob, not a format.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-const MAGIC: &[u8; 8] = b"RHOCKPT1";
+const MAGIC: &[u8; 8] = b"RHOCKPT2";
+/// Format 1 kept the method's state in fixed slots; this version cannot restore it.
+const MAGIC_V1: &[u8; 8] = b"RHOCKPT1";
+
+/// The online network's blob.
+pub const ONLINE: &str = "online";
+/// The optimiser state of the BatchNorm group and of every other parameter.
+pub const OPTIM_BN: &str = "optim.bn";
+pub const OPTIM_REST: &str = "optim.rest";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -24,54 +36,72 @@ pub struct CheckpointMeta {
     /// Steps completed.
     pub step: usize,
     pub position: rho_data::LoaderPosition,
-    pub queue: Option<rho_objectives::KeyQueueState>,
     pub recipe_name: String,
     /// The resolved recipe (TOML), so the networks can be rebuilt from the file alone.
     #[serde(default)]
     pub recipe: String,
-    /// FNV-1a checksums of the four blobs.
-    pub checksums: [u64; 4],
+}
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    #[serde(flatten)]
+    meta: CheckpointMeta,
+    /// (name, length) of each blob, in file order.
+    blobs: Vec<(String, u64)>,
 }
 
 /// A checkpoint in memory.
 #[derive(Debug, Clone)]
 pub struct Checkpoint {
     pub meta: CheckpointMeta,
-    pub online: Vec<u8>,
-    /// Empty for methods without a momentum encoder.
-    pub target: Vec<u8>,
-    pub optim_bn: Vec<u8>,
-    pub optim_rest: Vec<u8>,
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
+    pub blobs: BTreeMap<String, Vec<u8>>,
 }
 
 impl Checkpoint {
-    fn blobs(&self) -> [&Vec<u8>; 4] {
-        [&self.online, &self.target, &self.optim_bn, &self.optim_rest]
+    /// The blob `name`; its absence names the file.
+    pub fn blob(&self, name: &str, path: &Path) -> Result<&[u8], CheckpointError> {
+        self.blobs
+            .get(name)
+            .map(Vec::as_slice)
+            .ok_or_else(|| CheckpointError::Read {
+                path: path.to_path_buf(),
+                reason: format!("it has no `{name}`"),
+            })
     }
 
-    pub fn write(&mut self, path: &Path) -> Result<(), CheckpointError> {
+    /// The method's blobs (`method.*`).
+    pub fn method_state(&self) -> rho_objectives::StateBlobs {
+        self.blobs
+            .iter()
+            .filter(|(k, _)| k.starts_with("method."))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    pub fn write(&self, path: &Path) -> Result<(), CheckpointError> {
         let werr = |reason: String| CheckpointError::Write {
             path: path.to_path_buf(),
             reason,
         };
-        self.meta.checksums = self.blobs().map(|b| fnv1a(b));
-        let meta = serde_json::to_vec(&self.meta).map_err(|e| werr(e.to_string()))?;
-        let mut bytes = Vec::with_capacity(
-            meta.len() + self.blobs().iter().map(|b| b.len() + 8).sum::<usize>() + 16,
-        );
+        let header = Header {
+            meta: self.meta.clone(),
+            blobs: self
+                .blobs
+                .iter()
+                .map(|(k, v)| (k.clone(), v.len() as u64))
+                .collect(),
+        };
+        let header = serde_json::to_vec(&header).map_err(|e| werr(e.to_string()))?;
+        let body: usize = self.blobs.values().map(Vec::len).sum();
+        let mut bytes = Vec::with_capacity(header.len() + body + 24);
         bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&(meta.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&meta);
-        for b in self.blobs() {
-            bytes.extend_from_slice(&(b.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&(header.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&header);
+        for b in self.blobs.values() {
             bytes.extend_from_slice(b);
         }
+        let sum = xxhash_rust::xxh3::xxh3_64(&bytes);
+        bytes.extend_from_slice(&sum.to_le_bytes());
         rho_model::weights::write_atomically(path, &bytes).map_err(|e| werr(e.to_string()))
     }
 
@@ -81,33 +111,48 @@ impl Checkpoint {
             reason: reason.to_string(),
         };
         let bytes = std::fs::read(path).map_err(|e| rerr(&e.to_string()))?;
-        if bytes.len() < 16 || &bytes[..8] != MAGIC {
+        if bytes.starts_with(MAGIC_V1) {
+            return Err(rerr("it was written by an earlier rho (checkpoint format 1), which this version cannot resume; start the run afresh, or export its weights with that version"));
+        }
+        if bytes.len() < 24 || &bytes[..8] != MAGIC {
             return Err(rerr("not a rho checkpoint"));
         }
-        let mut pos = 8;
-        let take = |pos: &mut usize| -> Result<Vec<u8>, CheckpointError> {
-            let len_end = *pos + 8;
-            let len = bytes.get(*pos..len_end).ok_or_else(|| rerr("truncated"))?;
-            let len = u64::from_le_bytes(len.try_into().map_err(|_| rerr("truncated"))?) as usize;
-            let body = bytes
-                .get(len_end..len_end + len)
+        let u64_at = |at: usize| -> Result<u64, CheckpointError> {
+            let b = bytes.get(at..at + 8).ok_or_else(|| rerr("truncated"))?;
+            Ok(u64::from_le_bytes(
+                b.try_into().map_err(|_| rerr("truncated"))?,
+            ))
+        };
+        let header_len = usize::try_from(u64_at(8)?).map_err(|_| rerr("truncated"))?;
+        let header_end = 16usize
+            .checked_add(header_len)
+            .filter(|e| *e <= bytes.len())
+            .ok_or_else(|| rerr("truncated"))?;
+        let header: Header = serde_json::from_slice(&bytes[16..header_end])
+            .map_err(|e| rerr(&format!("bad header ({e}); the file is corrupt")))?;
+        let mut pos = header_end;
+        let mut blobs = BTreeMap::new();
+        for (name, len) in header.blobs {
+            let end = usize::try_from(len)
+                .ok()
+                .and_then(|l| pos.checked_add(l))
+                .filter(|e| *e + 8 <= bytes.len())
                 .ok_or_else(|| rerr("truncated"))?;
-            *pos = len_end + len;
-            Ok(body.to_vec())
-        };
-        let meta: CheckpointMeta = serde_json::from_slice(&take(&mut pos)?)
-            .map_err(|e| rerr(&format!("bad header ({e})")))?;
-        let ck = Checkpoint {
-            online: take(&mut pos)?,
-            target: take(&mut pos)?,
-            optim_bn: take(&mut pos)?,
-            optim_rest: take(&mut pos)?,
-            meta,
-        };
-        if ck.blobs().map(|b| fnv1a(b)) != ck.meta.checksums {
-            return Err(rerr("checksum mismatch (corrupt file)"));
+            blobs.insert(name, bytes[pos..end].to_vec());
+            pos = end;
         }
-        Ok(ck)
+        if pos + 8 != bytes.len() {
+            return Err(rerr("truncated or padded (length mismatch)"));
+        }
+        if xxhash_rust::xxh3::xxh3_64(&bytes[..pos]) != u64_at(pos)? {
+            return Err(rerr(
+                "checksum mismatch (corrupt file); resume from an earlier checkpoint",
+            ));
+        }
+        Ok(Checkpoint {
+            meta: header.meta,
+            blobs,
+        })
     }
 }
 

@@ -10,14 +10,15 @@ pub mod memory;
 pub mod optim;
 pub mod plot;
 pub mod recipe;
+pub mod run_lock;
 pub mod schedule;
 pub mod step;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use distributed::pretrain_data_parallel;
 pub use engine::{
-    pretrain, pretrain_monitored, pretrain_rank, pretrain_with, RankContext, RunOptions, StepLog,
-    TrainError,
+    pretrain, pretrain_with, FnHooks, Hooks, NoHooks, RankContext, RunOptions, StepLog, TrainError,
+    Trainer,
 };
 pub use optim::{GroupedOptimizer, SgdRule};
 pub use recipe::{Recipe, RecipeError};

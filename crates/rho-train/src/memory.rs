@@ -25,6 +25,16 @@ impl MemoryEstimate {
     }
 }
 
+/// The estimate for one device of `world` sharing the recipe's global batch.
+pub fn estimate_per_device(
+    recipe: &Recipe,
+    world: usize,
+) -> Result<MemoryEstimate, rho_model::ModelError> {
+    let mut shard = recipe.clone();
+    shard.batch /= world.max(1);
+    estimate(&shard)
+}
+
 /// The estimate for one training step of `recipe` on one device (f32).
 pub fn estimate(recipe: &Recipe) -> Result<MemoryEstimate, rho_model::ModelError> {
     let cfg = rho_model::ResNet3dConfig::preset(&recipe.model.arch)?;

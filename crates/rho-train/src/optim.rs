@@ -1,4 +1,4 @@
-//! The optimiser of the released code (spec §4.2): momentum SGD with PyTorch semantics
+//! The optimiser of the released code (docs/method.md §4.2): momentum SGD with PyTorch semantics
 //! (dampening 0, optional Nesterov) and LARS, with two parameter groups. BatchNorm γ/β get
 //! `bn_weight_decay` and are never LARS-scaled; every other parameter gets `weight_decay` and,
 //! with LARS, the trust ratio when it has more than one dimension (1-D biases in a LARS group get

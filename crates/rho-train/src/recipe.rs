@@ -21,7 +21,8 @@ pub enum RecipeError {
 pub struct Recipe {
     pub name: String,
     pub model: ModelSection,
-    pub method: MethodSection,
+    #[serde(deserialize_with = "method_section::deserialize")]
+    pub method: rho_objectives::MethodConfig,
     pub data: DataSection,
     pub optim: OptimSection,
     /// Global batch, in videos (each carrying ρ clips).
@@ -102,37 +103,44 @@ impl<'de> Deserialize<'de> for SyncBn {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MethodSection {
-    /// moco | byol | simclr | swav
-    pub kind: rho_objectives::MethodKind,
-    #[serde(default)]
-    pub aggregation: rho_objectives::Aggregation,
-    pub temperature: Option<f64>,
-    pub momentum_base: Option<f64>,
-    pub queue_len: Option<usize>,
-    pub multi_positive: Option<bool>,
-    pub all_pairs: Option<bool>,
-    pub proj_bn: Option<bool>,
-    pub prototypes: Option<usize>,
-    /// SwAV: Sinkhorn-Knopp's ε and iterations, and the epochs before the prototypes learn.
-    pub sinkhorn_epsilon: Option<f64>,
-    pub sinkhorn_iterations: Option<usize>,
-    pub freeze_prototypes_epochs: Option<f64>,
-    /// MLP sizes (spec §1.2: projection 2048→4096→256 or →128, predictor 256→4096→256); small
-    /// backbones train better with narrower heads.
-    pub proj_layers: Option<usize>,
-    pub proj_hidden: Option<usize>,
-    pub proj_dim: Option<usize>,
-    pub predictor_hidden: Option<usize>,
-    /// "c2_xavier" (PySlowFast, the default) or "pytorch" (nn.Linear's init; docs/methods.md).
-    pub head_init: Option<rho_objectives::HeadInit>,
-    /// MoCo: leave a query's own video out of its negatives (default true).
-    pub exclude_own_video: Option<bool>,
-    /// MoCo: shuffle-BN in the key encoder, and the sub-batches on one device.
-    pub shuffle_bn: Option<bool>,
-    pub shuffle_bn_splits: Option<usize>,
+/// `[method]`: `kind` picks the paper's preset (`MethodConfig::preset`, docs/method.md §1.2
+/// and §2), and every other key changes one of its fields (the projection and predictor sizes,
+/// temperature, momentum, queue, Sinkhorn, head initialisation, shuffle-BN, ...: any field of
+/// `rho_objectives::MethodConfig`). A recipe written out (run cards, checkpoints) holds every
+/// field, resolved.
+mod method_section {
+    use rho_objectives::MethodConfig;
+    use serde::de::Error;
+    use serde::Deserialize;
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<MethodConfig, D::Error> {
+        let given = toml::Table::deserialize(d)?;
+        let name = given
+            .get("kind")
+            .ok_or_else(|| D::Error::missing_field("kind"))?
+            .as_str()
+            .ok_or_else(|| D::Error::custom("method.kind must be a string such as \"byol\""))?;
+        let (kind, objective) =
+            rho_objectives::registry::resolve(name).map_err(D::Error::custom)?;
+        let preset = MethodConfig::preset(kind).with_objective(objective);
+        let mut merged = toml::Table::try_from(preset).map_err(D::Error::custom)?;
+        for (key, value) in given {
+            if key == "kind" {
+                continue;
+            }
+            if !merged.contains_key(&key) && key != "objective" {
+                let known: Vec<&str> = merged.keys().map(String::as_str).collect();
+                return Err(D::Error::custom(format!(
+                    "unknown key `{key}` in [method]; expected one of: {}",
+                    known.join(", ")
+                )));
+            }
+            merged.insert(key, value);
+        }
+        toml::Value::Table(merged)
+            .try_into()
+            .map_err(D::Error::custom)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -154,7 +162,7 @@ pub struct DataSection {
     pub short_side: u32,
     #[serde(default = "default_workers")]
     pub workers: usize,
-    /// Changes to the "aug+" augmentation (spec §3.2); unset fields keep the paper's values.
+    /// Changes to the "aug+" augmentation (docs/method.md §3.2); unset fields keep the paper's values.
     #[serde(default)]
     pub augment: AugmentOverrides,
 }
@@ -278,8 +286,11 @@ impl Recipe {
             .validate()
             .map_err(|e| format!("[method]: {e}"))?;
         let d = &self.data;
-        if d.rho == 0 || d.frames == 0 || d.stride == 0 || d.crop == 0 {
-            return Err("data.rho, frames, stride and crop must be at least 1".into());
+        if d.rho == 0 || d.frames == 0 || d.stride == 0 || d.crop == 0 || d.short_side == 0 {
+            return Err("data.rho, frames, stride, crop and short_side must be at least 1".into());
+        }
+        if d.workers == 0 {
+            return Err("data.workers must be at least 1".into());
         }
         if self.batch == 0 || !(self.epochs > 0.0) {
             return Err("batch and epochs must be positive".into());
@@ -288,29 +299,53 @@ impl Recipe {
         if !(o.base_lr > 0.0) || o.reference_batch == 0 {
             return Err("optim.base_lr and reference_batch must be positive".into());
         }
+        for (name, v) in [
+            ("optim.weight_decay", o.weight_decay),
+            ("optim.bn_weight_decay", o.bn_weight_decay),
+            ("optim.momentum", o.momentum),
+            ("optim.warmup_start_lr", o.warmup_start_lr),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(format!("{name} must be a finite number ≥ 0 (got {v})"));
+            }
+        }
         if o.warmup_epochs < 0.0 || o.warmup_epochs >= self.epochs {
             return Err(format!(
                 "optim.warmup_epochs {} must be in [0, epochs = {})",
                 o.warmup_epochs, self.epochs
             ));
         }
-        if o.accumulation == 0
-            || !self.batch.is_multiple_of(o.accumulation)
-            || self.batch / o.accumulation < 2
-        {
-            return Err(format!(
-                "batch {} must split by optim.accumulation {} into micro-batches of at least 2 videos (BatchNorm needs them)",
-                self.batch, o.accumulation
-            ));
-        }
+        self.micro_batch(1, 1)?;
         if self.method.kind == rho_objectives::MethodKind::Moco {
-            let q = self.method.queue_len.unwrap_or(65536);
+            let q = self.method.queue_len;
             let keys = self.batch * d.rho.max(2);
             if !q.is_multiple_of(keys) && !keys.is_multiple_of(q) {
                 return Err(format!("method.queue_len {q} is not a multiple of the keys per step ({keys} = batch × clips)"));
             }
         }
         Ok(())
+    }
+
+    /// Videos per device and micro-batch on `world` devices. BatchNorm needs at least 2, unless
+    /// its statistics are shared over a group of devices (`sync_bn_group > 1`).
+    pub fn micro_batch(&self, world: usize, sync_bn_group: usize) -> Result<usize, String> {
+        let (b, a) = (self.batch, self.optim.accumulation);
+        if a == 0 {
+            return Err("optim.accumulation must be at least 1".into());
+        }
+        if !b.is_multiple_of(world * a) {
+            return Err(format!(
+                "batch {b} does not split into {world} devices × optim.accumulation {a}; make it a multiple of {}",
+                world * a
+            ));
+        }
+        let micro = b / (world * a);
+        if micro < 2 && sync_bn_group <= 1 {
+            return Err(format!(
+                "a batch of {b} over {world} device(s) and optim.accumulation {a} leaves {micro} video per device and micro-batch; BatchNorm needs 2, so use micro-batches of at least 2 videos (raise batch, lower optim.accumulation, or on several devices set model.sync_bn = \"all\")"
+            ));
+        }
+        Ok(micro)
     }
 
     /// The schedule after the linear scaling rule.
@@ -331,65 +366,9 @@ impl Recipe {
         spec
     }
 
-    /// The objective's configuration with this recipe's overrides.
+    /// The objective's configuration.
     pub fn method_config(&self) -> rho_objectives::MethodConfig {
-        let m = &self.method;
-        let mut c = rho_objectives::MethodConfig::preset(m.kind).with_aggregation(m.aggregation);
-        if let Some(v) = m.temperature {
-            c.temperature = v;
-        }
-        if let Some(v) = m.momentum_base {
-            c.momentum_base = v;
-        }
-        if let Some(v) = m.queue_len {
-            c.queue_len = v;
-        }
-        if let Some(v) = m.multi_positive {
-            c.multi_positive = v;
-        }
-        if let Some(v) = m.all_pairs {
-            c.all_pairs = v;
-        }
-        if let Some(v) = m.proj_bn {
-            c.proj_bn = v;
-        }
-        if let Some(v) = m.prototypes {
-            c.prototypes = v;
-        }
-        if let Some(v) = m.sinkhorn_epsilon {
-            c.sinkhorn_epsilon = v;
-        }
-        if let Some(v) = m.sinkhorn_iterations {
-            c.sinkhorn_iterations = v;
-        }
-        if let Some(v) = m.freeze_prototypes_epochs {
-            c.freeze_prototypes_epochs = v;
-        }
-        if let Some(v) = m.proj_layers {
-            c.proj_layers = v;
-        }
-        if let Some(v) = m.proj_hidden {
-            c.proj_hidden = v;
-        }
-        if let Some(v) = m.proj_dim {
-            c.proj_dim = v;
-        }
-        if let Some(v) = m.predictor_hidden {
-            c.predictor_hidden = v;
-        }
-        if let Some(v) = m.head_init {
-            c.head_init = v;
-        }
-        if let Some(v) = m.exclude_own_video {
-            c.exclude_own_video = v;
-        }
-        if let Some(v) = m.shuffle_bn {
-            c.shuffle_bn = v;
-        }
-        if let Some(v) = m.shuffle_bn_splits {
-            c.shuffle_bn_splits = v;
-        }
-        c
+        self.method.clone()
     }
 }
 
@@ -409,16 +388,28 @@ pub(crate) fn parse_validated<T: serde::de::DeserializeOwned>(
     overrides: &[String],
     validate: impl Fn(&T) -> Result<(), String>,
 ) -> Result<T, RecipeError> {
-    let bad = |reason: String| RecipeError::Invalid {
-        source_name: source_name.to_string(),
-        reason,
+    let parse = |overrides: &[String]| -> Result<T, String> {
+        let table = apply_overrides(text, overrides)?;
+        let value: T = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| e.to_string())?;
+        validate(&value)?;
+        Ok(value)
     };
-    let table = apply_overrides(text, overrides).map_err(bad)?;
-    let value: T = toml::Value::Table(table)
-        .try_into()
-        .map_err(|e: toml::de::Error| bad(e.to_string()))?;
-    validate(&value).map_err(bad)?;
-    Ok(value)
+    parse(overrides).map_err(|reason| {
+        // When the file alone is fine, name the first `--set` that breaks it.
+        let culprit = (parse(&[]).is_ok())
+            .then(|| (1..=overrides.len()).find(|&n| parse(&overrides[..n]).is_err()))
+            .flatten()
+            .map(|n| &overrides[n - 1]);
+        RecipeError::Invalid {
+            source_name: match culprit {
+                Some(o) => format!("{source_name} with --set {o}"),
+                None => source_name.to_string(),
+            },
+            reason,
+        }
+    })
 }
 
 /// Parses TOML `text` and applies `key.path=value` overrides (TOML values; bare words are

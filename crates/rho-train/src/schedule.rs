@@ -1,7 +1,7 @@
-//! Learning-rate schedule of the released configs (spec §4.2), evaluated every iteration at the
-//! fractional epoch e: linear warm-up from `warmup_start` to the cosine's value at W, then a
-//! half-period cosine over the whole run (not shifted by the warm-up) ending at 0. Plain f64, so
-//! LARS-scale rates above 1.0 work (Burn 0.21's schedulers reject them).
+//! Learning-rate schedule of the released configs (docs/method.md §4.2), evaluated every
+//! iteration at the fractional epoch e: linear warm-up from `warmup_start` to the cosine's value
+//! at W, then a half-period cosine over the whole run (not shifted by the warm-up) ending at 0.
+//! Plain f64, so LARS-scale rates above 1.0 work (Burn 0.21's schedulers reject them).
 
 use serde::{Deserialize, Serialize};
 

@@ -1,7 +1,7 @@
 //! `train_step`: one optimiser step of pre-training, the unit the engine repeats and the
 //! step-parity test (`tests/step_parity.rs`) checks against an independent PyTorch step.
 //!
-//! Order of operations (docs/methods.md, "One step"): the method prepares the online network
+//! Order of operations (docs/method.md, "One step"): the method prepares the online network
 //! (SwAV re-normalises its prototypes), then for each micro-batch runs its loss (moving the
 //! momentum target once, on the first micro-batch, before the keys), back-propagates the loss
 //! divided by the number of micro-batches, and splits the gradients into the two optimiser
@@ -15,9 +15,9 @@ use std::sync::Arc;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{backend::AutodiffBackend, Tensor, TensorData};
 use rho_model::BatchStatsSync;
-use rho_objectives::{Collectives, Method, SingleDevice, SslNetwork, StepContext};
+use rho_objectives::{Collectives, Objective, SingleDevice, SslNetwork, StepContext};
 
-use crate::distributed::Transport;
+use crate::distributed::{CollectiveError, Transport};
 use crate::engine::TrainError;
 use crate::optim::GroupedOptimizer;
 
@@ -78,7 +78,7 @@ pub struct StepOutcome<B: AutodiffBackend> {
 /// Runs one step. See the module documentation for the order of operations.
 pub fn train_step<B: AutodiffBackend>(
     net: SslNetwork<B>,
-    method: &mut Method<B>,
+    method: &mut dyn Objective<B>,
     opt: &mut GroupedOptimizer<SslNetwork<B>, B>,
     micro_batches: &[MicroBatch<B>],
     plan: StepPlan,
@@ -117,7 +117,7 @@ pub fn train_step<B: AutodiffBackend>(
         .first()
         .and_then(|m| m.clips.first())
         .map(|c| c.device())
-        .ok_or_else(|| TrainError::Stopped("a step needs at least one micro-batch".into()))?;
+        .ok_or_else(|| TrainError::Config("a step needs at least one micro-batch".into()))?;
     if let Some(t) = env.transport {
         metrics = average_metrics::<B>(metrics, t, &device)?;
     }
@@ -141,17 +141,17 @@ pub fn train_step<B: AutodiffBackend>(
 /// Stops the run on a non-finite loss or a collapsed representation, before the optimiser
 /// applies the step (the last checkpoint stays the last good state).
 fn guard(metrics: &BTreeMap<&'static str, f64>, plan: &StepPlan) -> Result<(), TrainError> {
-    let at = format!("at step {} (epoch {:.3})", plan.step, plan.epoch);
+    let (step, epoch) = (plan.step, plan.epoch);
     let loss = metrics.get("loss").copied().unwrap_or(f64::NAN);
     if !loss.is_finite() {
-        return Err(TrainError::Stopped(format!(
-            "the loss is {loss} {at}; lower the learning rate (optim.base_lr) or raise the warm-up (optim.warmup_epochs)"
-        )));
+        return Err(TrainError::Diverged { step, epoch, loss });
     }
     if let Some(reason) = rho_objectives::diagnostics::collapse(metrics) {
-        return Err(TrainError::Stopped(format!(
-            "the representation collapsed {at}: {reason}; lower the learning rate, or for ρBYOL/ρMoCo raise method.momentum_base"
-        )));
+        return Err(TrainError::Collapsed {
+            step,
+            epoch,
+            reason,
+        });
     }
     Ok(())
 }
@@ -183,7 +183,7 @@ fn average_metrics<B: AutodiffBackend>(
         .into_data()
         .convert::<f32>()
         .to_vec::<f32>()
-        .map_err(|e| TrainError::Stopped(format!("step metrics: {e:?}")))?;
+        .map_err(|e| CollectiveError::Setup(format!("step metrics: {e:?}")))?;
     let w = t.world_size() as f64;
     Ok(metrics
         .keys()

@@ -140,24 +140,37 @@ fn corrupt_or_truncated_checkpoints_are_refused_with_their_path() {
     let meta = CheckpointMeta {
         step: 7,
         position: Default::default(),
-        queue: None,
         recipe_name: "t".into(),
         recipe: String::new(),
-        checksums: [0; 4],
     };
-    let mut ck = Checkpoint {
+    let blobs = [
+        ("online", 100, 1u8),
+        ("optim.bn", 10, 2),
+        ("optim.rest", 10, 3),
+    ]
+    .map(|(name, n, v)| (name.to_string(), vec![v; n]));
+    let ck = Checkpoint {
         meta,
-        online: vec![1; 100],
-        target: vec![],
-        optim_bn: vec![2; 10],
-        optim_rest: vec![3; 10],
+        blobs: blobs.into_iter().collect(),
     };
     ck.write(&p).unwrap();
     let back = Checkpoint::read(&p).unwrap();
-    assert_eq!((back.meta.step, back.online.len()), (7, 100));
+    assert_eq!(
+        (back.meta.step, back.blob("online", &p).unwrap().len()),
+        (7, 100)
+    );
+    // One flipped bit in the header (`"step":7` → `"step":6`) is caught, not resumed from.
+    let clean = std::fs::read(&p).unwrap();
+    let at = clean.windows(8).position(|w| w == b"\"step\":7").unwrap() + 7;
+    let mut bytes = clean.clone();
+    bytes[at] ^= 0x01;
+    std::fs::write(&p, &bytes).unwrap();
+    let e = Checkpoint::read(&p).unwrap_err().to_string();
+    assert!(e.contains("rho-ckpt") && e.contains("checksum"), "{e}");
+    std::fs::write(&p, &clean).unwrap();
     let mut bytes = std::fs::read(&p).unwrap();
     let n = bytes.len();
-    bytes[n - 5] ^= 0xff; // inside the last blob
+    bytes[n - 12] ^= 0xff; // inside the last blob
     std::fs::write(&p, &bytes).unwrap();
     let e = Checkpoint::read(&p).unwrap_err().to_string();
     assert!(e.contains("rho-ckpt") && e.contains("checksum"), "{e}");

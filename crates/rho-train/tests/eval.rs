@@ -277,7 +277,7 @@ fn every_eval_recipe_parses_and_the_paper_schedules_hold() {
         }
     }
     assert!(n >= 5);
-    // K400 linear: 4.0 at 512, 8 warm-up epochs from 0, cosine to 0 over 60 (spec §5.1).
+    // K400 linear: 4.0 at 512, 8 warm-up epochs from 0, cosine to 0 over 60 (docs/method.md §5.1).
     let lin = EvalRecipe::load(&dir.join("linear_k400_slow_r50_8x8.toml"), &[]).unwrap();
     assert_eq!(lin.lr(0.0), 0.0);
     assert!(
@@ -288,7 +288,7 @@ fn every_eval_recipe_parses_and_the_paper_schedules_hold() {
         (lin.data.test_clips, lin.data.test_crops, lin.test_crop()),
         (10, 3, 256)
     );
-    // UCF101: 0.025 × 0.1 at 60/120/180, dropout 0.8 (spec §5.2).
+    // UCF101: 0.025 × 0.1 at 60/120/180, dropout 0.8 (docs/method.md §5.2).
     let ucf = EvalRecipe::load(&dir.join("finetune_ucf101_slow_r50_8x8.toml"), &[]).unwrap();
     assert!((ucf.lr(59.0) - 0.025).abs() < 1e-12);
     assert!((ucf.lr(60.0) - 0.0025).abs() < 1e-12);

@@ -163,3 +163,23 @@ fn sync_bn_reads_off_all_or_a_group_and_fits_the_device_count() {
     let back = Recipe::parse(&toml::to_string(&r).unwrap(), "back", &[]).unwrap();
     assert_eq!(back.model.sync_bn, SyncBn::Group(8));
 }
+
+#[test]
+fn method_keys_change_the_preset_and_a_written_recipe_reads_back_the_same() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    let text = std::fs::read_to_string(dir.join("demo/byol.toml")).unwrap();
+    let r = Recipe::parse(&text, "t", &["method.momentum_base=0.9".into()]).unwrap();
+    let preset = rho_objectives::MethodConfig::preset(rho_objectives::MethodKind::Byol);
+    assert_eq!(r.method.momentum_base, 0.9);
+    // Keys the recipe does not give keep the preset's values.
+    assert_eq!(r.method.predictor_hidden, preset.predictor_hidden);
+    // Written out (run cards, checkpoints), every field is resolved and reads back identically.
+    let written = toml::to_string(&r).unwrap();
+    assert!(written.contains("predictor_hidden"), "{written}");
+    assert_eq!(Recipe::parse(&written, "written", &[]).unwrap(), r);
+    // An unknown key names itself and the keys [method] accepts.
+    let e = Recipe::parse(&text, "t", &["method.temprature=0.2".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("temprature") && e.contains("temperature"), "{e}");
+}

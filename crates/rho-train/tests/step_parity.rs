@@ -7,7 +7,7 @@
 //!
 //! The step is rho's own: `Method` + `GroupedOptimizer` through `train_step`, the function the
 //! engine runs. The reference makes the choices listed in the fixture script and in
-//! docs/methods.md: sub-losses averaged over the ρ query clips (paper), target updated once per
+//! docs/method.md: sub-losses averaged over the ρ query clips (paper), target updated once per
 //! step before the keys with m at the current epoch, MoCo's one softmax row per positive and
 //! clip-order enqueueing, SimCLR's consecutive pairs, SwAV's two assignment clips and frozen
 //! prototypes before epoch 0.3, LARS (η 0.001, no clipping, 1-D tensors and BN γ/β unscaled and

@@ -12,9 +12,10 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, Optimizer, SgdConfig};
-use burn::tensor::{backend::Backend, Distribution, Int, Tensor, TensorData};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use clap::{Args, Subcommand};
-use rho_model::ResNet3dConfig;
+use rho_model::{ResNet3d, ResNet3dConfig};
 use serde::Serialize;
 
 #[derive(Subcommand, Debug)]
@@ -70,7 +71,7 @@ struct Report {
 
 pub fn run<B: Backend>(
     cmd: &BenchCommand,
-    backend: &str,
+    backend: crate::backend::BackendKind,
     device: B::Device,
     at: impl Fn(usize) -> B::Device,
 ) -> Result<()> {
@@ -79,14 +80,46 @@ pub fn run<B: Backend>(
         BenchCommand::Collective(c) => return super::bench_collective::run::<B>(c, backend, at),
     };
     let input = [a.batch, 3, a.frames, a.size, a.size];
-    let cfg = ResNet3dConfig::preset(&a.arch)?
-        .with_num_classes(Some(a.classes))
-        .with_dropout(0.0);
-    type AB<B> = Autodiff<B>;
-    B::seed(&device, 0);
-    let mut model = cfg.try_init::<AB<B>>(&device)?;
-    model.check_input(&input).context("benchmark input")?;
-    let mut optim = SgdConfig::new()
+    let Trained {
+        model,
+        x,
+        step_ms,
+        final_loss,
+    } = time_train_steps::<B>(a, input, &device)?;
+    let forward_ms_median = if a.forward {
+        Some(time_forward(a, &model, x))
+    } else {
+        None
+    };
+    let measured = Measured {
+        step_ms,
+        final_loss,
+        forward_ms_median,
+    };
+    print_report(a, &build_report(a, backend, input, measured))
+}
+
+/// The state the train-step phase leaves behind: the forward phase times the trained model on
+/// the same clips, and the report needs the raw step times.
+struct Trained<B: Backend> {
+    model: ResNet3d<Autodiff<B>>,
+    x: Tensor<Autodiff<B>, 5>,
+    /// Times of the timed (post-warmup) steps, in ms.
+    step_ms: Vec<f64>,
+    final_loss: f64,
+}
+
+/// Everything the report is computed from, so building it needs no long parameter list.
+struct Measured {
+    step_ms: Vec<f64>,
+    final_loss: f64,
+    forward_ms_median: Option<f64>,
+}
+
+/// The same optimizer as `scripts/bench_model.py` (SGD, momentum 0.9, weight decay 1e-4), so
+/// the comparison includes an identical update step.
+fn sgd<B: AutodiffBackend>() -> impl Optimizer<ResNet3d<B>, B> {
+    SgdConfig::new()
         .with_momentum(Some(
             MomentumConfig::new()
                 .with_momentum(0.9)
@@ -94,13 +127,29 @@ pub fn run<B: Backend>(
                 .with_nesterov(false),
         ))
         .with_weight_decay(Some(WeightDecayConfig::new(1e-4)))
-        .init::<AB<B>, rho_model::ResNet3d<AB<B>>>();
-    let x = Tensor::<AB<B>, 5>::random(input, Distribution::Normal(0.0, 1.0), &device);
-    let labels: Vec<i64> = (0..a.batch).map(|i| (i * 7 % a.classes) as i64).collect();
-    let y = Tensor::<AB<B>, 1, Int>::from_data(TensorData::new(labels, [a.batch]), &device);
-    let ce = CrossEntropyLossConfig::new().init(&device);
+        .init::<B, ResNet3d<B>>()
+}
 
-    let mut times = Vec::new();
+/// Warmup plus timed train steps on one fixed random batch; the model is built here, after
+/// seeding, so the weights and the clips are the same on every run.
+fn time_train_steps<B: Backend>(
+    a: &BenchModelArgs,
+    input: [usize; 5],
+    device: &B::Device,
+) -> Result<Trained<B>> {
+    let cfg = ResNet3dConfig::preset(&a.arch)?
+        .with_num_classes(Some(a.classes))
+        .with_dropout(0.0);
+    B::seed(device, 0);
+    let mut model = cfg.try_init::<Autodiff<B>>(device)?;
+    model.check_input(&input).context("benchmark input")?;
+    let mut optim = sgd::<Autodiff<B>>();
+    let x = Tensor::<Autodiff<B>, 5>::random(input, Distribution::Normal(0.0, 1.0), device);
+    let labels: Vec<i64> = (0..a.batch).map(|i| (i * 7 % a.classes) as i64).collect();
+    let y = Tensor::<Autodiff<B>, 1, Int>::from_data(TensorData::new(labels, [a.batch]), device);
+    let ce = CrossEntropyLossConfig::new().init(device);
+
+    let mut step_ms = Vec::new();
     let mut final_loss = f64::NAN;
     for i in 0..a.warmup + a.steps {
         let t0 = Instant::now();
@@ -109,9 +158,9 @@ pub fn run<B: Backend>(
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optim.step(0.01, model, grads);
         final_loss = loss.into_scalar().to_string().parse().unwrap_or(f64::NAN);
-        B::sync(&device).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        B::sync(device).map_err(|e| anyhow::anyhow!("{e:?}"))?;
         if i >= a.warmup {
-            times.push(t0.elapsed().as_secs_f64() * 1e3);
+            step_ms.push(t0.elapsed().as_secs_f64() * 1e3);
         }
         if !a.json {
             eprint!("\rstep {}/{}", i + 1, a.warmup + a.steps);
@@ -120,57 +169,89 @@ pub fn run<B: Backend>(
     if !a.json {
         eprintln!();
     }
-    let forward_ms_median = if a.forward {
-        let inner = model.valid();
-        let xi = x.inner();
-        let mut ft = Vec::new();
-        for i in 0..a.warmup + a.steps {
-            let t0 = Instant::now();
-            let f = inner.forward(xi.clone());
-            let _ = f.into_data();
-            if i >= a.warmup {
-                ft.push(t0.elapsed().as_secs_f64() * 1e3);
-            }
+    Ok(Trained {
+        model,
+        x,
+        step_ms,
+        final_loss,
+    })
+}
+
+/// Median time of inference-only forward passes (no autodiff graph), with the same warmup and
+/// step counts as the train steps; reading the output back forces the work to finish.
+fn time_forward<B: Backend>(
+    a: &BenchModelArgs,
+    model: &ResNet3d<Autodiff<B>>,
+    x: Tensor<Autodiff<B>, 5>,
+) -> f64 {
+    let inner = model.valid();
+    let xi = x.inner();
+    let mut ft = Vec::new();
+    for i in 0..a.warmup + a.steps {
+        let t0 = Instant::now();
+        let f = inner.forward(xi.clone());
+        let _ = f.into_data();
+        if i >= a.warmup {
+            ft.push(t0.elapsed().as_secs_f64() * 1e3);
         }
-        Some(median(&mut ft))
-    } else {
-        None
-    };
-    let med = median(&mut times);
-    let report = Report {
+    }
+    median(&mut ft)
+}
+
+/// Reported so the two sides of the comparison can be seen to use the same thread count:
+/// `RAYON_NUM_THREADS` when set (as `scripts/bench_model.sh` does), else every core.
+fn thread_count() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+}
+
+fn build_report(
+    a: &BenchModelArgs,
+    backend: crate::backend::BackendKind,
+    input: [usize; 5],
+    mut m: Measured,
+) -> Report {
+    let med = median(&mut m.step_ms);
+    Report {
         engine: "rho",
         backend: backend.to_string(),
         arch: a.arch.clone(),
         input,
-        threads: std::env::var("RAYON_NUM_THREADS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| {
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1)
-            }),
+        threads: thread_count(),
         step_ms_median: med,
-        step_ms_min: times.iter().cloned().fold(f64::INFINITY, f64::min),
-        step_ms_max: times.iter().cloned().fold(0.0, f64::max),
+        step_ms_min: m.step_ms.iter().cloned().fold(f64::INFINITY, f64::min),
+        step_ms_max: m.step_ms.iter().cloned().fold(0.0, f64::max),
         clips_per_s: a.batch as f64 / (med / 1e3),
-        forward_ms_median,
-        final_loss,
-    };
+        forward_ms_median: m.forward_ms_median,
+        final_loss: m.final_loss,
+    }
+}
+
+/// One JSON object for `scripts/bench_model.sh`, or one human-readable line.
+fn print_report(a: &BenchModelArgs, report: &Report) -> Result<()> {
     if a.json {
-        println!("{}", serde_json::to_string(&report)?);
+        println!("{}", serde_json::to_string(report)?);
     } else {
         println!(
             "rho {} {} {:?}: train step median {:.1} ms (min {:.1}, max {:.1}) over {} steps, {:.2} clips/s{}",
             report.backend,
             report.arch,
-            input,
-            med,
+            report.input,
+            report.step_ms_median,
             report.step_ms_min,
             report.step_ms_max,
             a.steps,
             report.clips_per_s,
-            forward_ms_median.map(|f| format!(", forward {f:.1} ms")).unwrap_or_default()
+            report
+                .forward_ms_median
+                .map(|f| format!(", forward {f:.1} ms"))
+                .unwrap_or_default()
         );
     }
     Ok(())

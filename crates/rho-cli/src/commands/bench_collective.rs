@@ -64,7 +64,7 @@ fn time_all_reduce<B: Backend>(
 
 pub fn run<B: Backend>(
     a: &BenchCollectiveArgs,
-    backend: &str,
+    backend: crate::backend::BackendKind,
     at: impl Fn(usize) -> B::Device,
 ) -> Result<()> {
     let report = |engine: String, ranks: usize, ms: f64| Report {

@@ -7,7 +7,7 @@ use burn::tensor::backend::Backend;
 use clap::Args;
 use rho_model::weights::{save_safetensors, Naming};
 
-use crate::arch::{build, WeightSource};
+use crate::arch::{build, WeightsArgs};
 
 #[derive(Args, Debug)]
 pub struct ConvertArgs {
@@ -35,7 +35,7 @@ pub fn run<B: Backend>(a: &ConvertArgs, device: B::Device) -> Result<()> {
     }
     let model = build::<B>(
         &a.arch,
-        WeightSource {
+        WeightsArgs {
             path: Some(&a.input),
             naming: a.from,
             allow_partial: a.allow_partial,

@@ -79,76 +79,126 @@ pub fn run(a: &DataBenchArgs) -> Result<()> {
         rho: a.rho,
         max_timespan_s: None,
     };
-    let (mut plan, mut decoded, mut seeks, mut failed, mut clips, mut videos) =
-        (Vec::new(), 0, 0, 0, 0, 0);
     let started = Instant::now();
     let cpu0 = process_cpu_seconds();
+    let tally = decode_all(a, &index, &sampler);
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu_s = process_cpu_seconds() - cpu0;
+    let r = Report::new(&tally, seconds, cpu_s);
+    if let Some(p) = &a.plan_out {
+        rho_model::weights::write_atomically(p, serde_json::to_string(&tally.plan)?.as_bytes())
+            .with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    print_report(a, &r)
+}
+
+/// Counters of the decode pass; the plan records exactly what was decoded so the Python side
+/// can replay it.
+#[derive(Default)]
+struct Tally {
+    plan: Vec<PlanItem>,
+    decoded: usize,
+    seeks: usize,
+    failed: usize,
+    clips: usize,
+    videos: usize,
+}
+
+/// What decoding one video's clips produced.
+struct Decoded {
+    wanted: Vec<usize>,
+    decoded: usize,
+    seeks: usize,
+    size: (u32, u32),
+}
+
+/// Decodes the clips of every video file of the index; failures are counted, not fatal, since
+/// the benchmark is about throughput on whatever decodes. Frame folders are skipped.
+fn decode_all(
+    a: &DataBenchArgs,
+    index: &rho_data::VideoIndex,
+    sampler: &ClipSamplerConfig,
+) -> Tally {
+    let mut t = Tally::default();
     for (i, e) in index.entries.iter().enumerate() {
         let VideoSource::File(path) = &e.source else {
             continue;
         };
-        let result = (|| -> Result<(Vec<usize>, usize, usize, (u32, u32))> {
-            let mut dec = VideoDecoder::open(path)?;
-            let p = dec.probe();
-            let cp = sampler.plan(
-                VideoTiming {
-                    num_frames: p.num_frames,
-                    fps: p.fps,
-                },
-                a.seed,
-                0,
-                i as u64,
-            )?;
-            let wanted: Vec<usize> = cp
-                .clips
-                .iter()
-                .flat_map(|c| c.frames.iter().copied())
-                .collect();
-            let out = dec.read_frames(&wanted, Some(a.short_side))?;
-            Ok((
-                wanted,
-                out.decoded,
-                out.seeks,
-                dec.output_size(Some(a.short_side)),
-            ))
-        })();
-        match result {
-            Ok((wanted, d, s, (width, height))) => {
-                decoded += d;
-                seeks += s;
-                clips += a.rho;
-                videos += 1;
-                plan.push(PlanItem {
+        match decode_one(a, sampler, path, i as u64) {
+            Ok(d) => {
+                t.decoded += d.decoded;
+                t.seeks += d.seeks;
+                t.clips += a.rho;
+                t.videos += 1;
+                let (width, height) = d.size;
+                t.plan.push(PlanItem {
                     path: path.display().to_string(),
-                    frames: wanted,
+                    frames: d.wanted,
                     width,
                     height,
                 });
             }
-            Err(_) => failed += 1,
+            Err(_) => t.failed += 1,
         }
     }
-    let seconds = started.elapsed().as_secs_f64();
-    let cpu_s = process_cpu_seconds() - cpu0;
-    let r = Report {
-        engine: "rho",
-        videos,
-        clips,
-        seconds,
-        clips_per_s: clips as f64 / seconds,
-        ms_per_video: seconds * 1e3 / videos.max(1) as f64,
-        cpu_s,
-        ms_per_video_cpu: cpu_s * 1e3 / videos.max(1) as f64,
-        frames_decoded: decoded,
-        seeks,
-        failed,
-    };
-    if let Some(p) = &a.plan_out {
-        rho_model::weights::write_atomically(p, serde_json::to_string(&plan)?.as_bytes())
-            .with_context(|| format!("cannot write {}", p.display()))?;
+    t
+}
+
+/// Plans the ρ clips of one video (seeded by its position in the index, so the plan is
+/// reproducible) and decodes their frames.
+fn decode_one(
+    a: &DataBenchArgs,
+    sampler: &ClipSamplerConfig,
+    path: &std::path::Path,
+    video: u64,
+) -> Result<Decoded> {
+    let mut dec = VideoDecoder::open(path)?;
+    let p = dec.probe();
+    let cp = sampler.plan(
+        VideoTiming {
+            num_frames: p.num_frames,
+            fps: p.fps,
+        },
+        a.seed,
+        0,
+        video,
+    )?;
+    let wanted: Vec<usize> = cp
+        .clips
+        .iter()
+        .flat_map(|c| c.frames.iter().copied())
+        .collect();
+    let out = dec.read_frames(&wanted, Some(a.short_side))?;
+    Ok(Decoded {
+        wanted,
+        decoded: out.decoded,
+        seeks: out.seeks,
+        size: dec.output_size(Some(a.short_side)),
+    })
+}
+
+impl Report {
+    fn new(t: &Tally, seconds: f64, cpu_s: f64) -> Self {
+        Report {
+            engine: "rho",
+            videos: t.videos,
+            clips: t.clips,
+            seconds,
+            clips_per_s: t.clips as f64 / seconds,
+            ms_per_video: seconds * 1e3 / t.videos.max(1) as f64,
+            cpu_s,
+            ms_per_video_cpu: cpu_s * 1e3 / t.videos.max(1) as f64,
+            frames_decoded: t.decoded,
+            seeks: t.seeks,
+            failed: t.failed,
+        }
     }
+}
+
+/// One JSON object for `scripts/bench_data.py` to compare against, or one human-readable line.
+fn print_report(a: &DataBenchArgs, r: &Report) -> Result<()> {
     if a.json {
-        println!("{}", serde_json::to_string(&r)?);
+        println!("{}", serde_json::to_string(r)?);
     } else {
         println!(
             "rho: {} videos, {} clips of {}×{} (ρ = {}) at short side {}: {:.2} CPU-s, {:.1} CPU-ms per video (wall {:.2} s, {:.1} clips/s), {} frames decoded, {} seeks, {} failed",
@@ -171,31 +221,8 @@ fn process_cpu_seconds() -> f64 {
 
 /// One epoch of the full loader: clips/s and the share of bad videos.
 fn run_loader(a: &DataBenchArgs, index: rho_data::VideoIndex) -> Result<()> {
-    use rho_data::augment::AugmentConfig;
-    use rho_data::{LoaderConfig, ShortVideoPolicy, VideoLoader};
-    let cfg = LoaderConfig {
-        batch_size: a.batch,
-        workers: a.workers,
-        prefetch: 2,
-        seed: a.seed,
-        sampler: ClipSamplerConfig {
-            frames: a.frames,
-            stride: a.stride,
-            rho: a.rho,
-            max_timespan_s: None,
-        },
-        augment: AugmentConfig {
-            size: a.size,
-            ..AugmentConfig::default()
-        },
-        short_side: a.short_side,
-        decode_timeout_s: 60.0,
-        max_substitutions: 10,
-        short_videos: ShortVideoPolicy::Pad,
-        frame_folder_fps: 30.0,
-        views: Default::default(),
-        shard: Default::default(),
-    };
+    use rho_data::VideoLoader;
+    let cfg = loader_config(a);
     let views = cfg.views();
     let mut loader = VideoLoader::new(index, cfg)?;
     let started = Instant::now();
@@ -220,4 +247,34 @@ fn run_loader(a: &DataBenchArgs, index: rho_data::VideoIndex) -> Result<()> {
         cpu * 1e3 / (batches * a.batch).max(1) as f64
     );
     Ok(())
+}
+
+/// The loader as training would run it (padding short videos, substituting bad ones), sized by
+/// the benchmark's flags.
+fn loader_config(a: &DataBenchArgs) -> rho_data::LoaderConfig {
+    use rho_data::augment::AugmentConfig;
+    use rho_data::{LoaderConfig, ShortVideoPolicy};
+    LoaderConfig {
+        batch_size: a.batch,
+        workers: a.workers,
+        prefetch: 2,
+        seed: a.seed,
+        sampler: ClipSamplerConfig {
+            frames: a.frames,
+            stride: a.stride,
+            rho: a.rho,
+            max_timespan_s: None,
+        },
+        augment: AugmentConfig {
+            size: a.size,
+            ..AugmentConfig::default()
+        },
+        short_side: a.short_side,
+        decode_timeout_s: 60.0,
+        max_substitutions: 10,
+        short_videos: ShortVideoPolicy::Pad,
+        frame_folder_fps: 30.0,
+        views: Default::default(),
+        shard: Default::default(),
+    }
 }

@@ -11,9 +11,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use burn::tensor::backend::Backend;
 use clap::{Args, ValueEnum};
-use rho_objectives::MethodKind;
-use rho_train::eval::{EvalJob, EvalRecipe, EvalReport, WeightSource};
-use rho_train::{Recipe, RunOptions};
+use rho_train::eval::{EvalJob, EvalRecipe, WeightSource};
+use rho_train::Recipe;
+
+use super::eval::EvalProtocol;
+use super::pretrain::{Parallel, PretrainJob};
+use crate::backend::BackendKind;
 
 const EVAL: &str = include_str!("../../../../configs/eval/demo_linear_cpu.toml");
 
@@ -27,6 +30,16 @@ pub enum DemoMethod {
 }
 
 impl DemoMethod {
+    /// The method's name in the paper.
+    fn title(self) -> &'static str {
+        match self {
+            DemoMethod::Byol => "ρBYOL",
+            DemoMethod::Moco => "ρMoCo",
+            DemoMethod::Simclr => "ρSimCLR",
+            DemoMethod::Swav => "ρSwAV",
+        }
+    }
+
     /// The method's demo recipe: its file name (for messages) and text (embedded). Adding a
     /// method to the demo is one line here and one file in configs/demo/.
     fn recipe(self) -> (&'static str, &'static str) {
@@ -104,14 +117,30 @@ fn fresh_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("rho-demo"))
 }
 
-pub fn run<B: Backend>(a: &DemoArgs, backend: &str, device: B::Device) -> Result<()> {
+pub fn run<B: Backend>(a: &DemoArgs, backend: BackendKind, device: B::Device) -> Result<()> {
     let t0 = std::time::Instant::now();
     let out = a.out.clone().unwrap_or_else(fresh_dir);
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     eprintln!("rho demo → {} (backend {backend})", out.display());
+    let data = make_data(a, &out.join("data"), t0)?;
+    let recipe = pretrain::<B>(a, &data, &out, backend, &device)?;
+    let eval = eval_recipe(a, &data, &recipe.model.arch)?;
+    eprintln!("[3/3] linear probe and kNN: learned versus random features");
+    let results = evaluate::<B>(a, &eval, &recipe, &out, &device)?;
+    report(a, &eval, &results, &out)?;
+    let gain = results.linear.learned - results.linear.random;
+    eprintln!(
+        "learned features {} random ones by {gain:+.1} points (linear) and {:+.1} (kNN); {:.0} s in all. Files: {}/results.{{json,md}}, demo.png, pretrain/{{loss,lr,collapse}}.png",
+        if gain > 0.0 { "beat" } else { "do not beat" },
+        results.knn.learned - results.knn.random,
+        t0.elapsed().as_secs_f64(),
+        out.display()
+    );
+    Ok(())
+}
 
-    // 1. Data.
-    let data = out.join("data");
+/// 1. The synthetic videos in `data` (reused when the folder holds the same configuration).
+fn make_data(a: &DemoArgs, data: &Path, t0: std::time::Instant) -> Result<PathBuf> {
     let synth = rho_data::synth::SynthConfig {
         classes: a.classes,
         train_per_class: a.train_per_class,
@@ -127,7 +156,7 @@ pub fn run<B: Backend>(a: &DemoArgs, backend: &str, device: B::Device) -> Result
     if reuse {
         eprintln!("[1/3] synthetic videos: reusing {}", data.display());
     } else {
-        let d = rho_data::synth::generate(&synth, &data)?;
+        let d = rho_data::synth::generate(&synth, data)?;
         eprintln!(
             "[1/3] synthetic videos: {} videos of {} classes ({}) in {:.1} s",
             d.videos,
@@ -136,64 +165,67 @@ pub fn run<B: Backend>(a: &DemoArgs, backend: &str, device: B::Device) -> Result
             t0.elapsed().as_secs_f64()
         );
     }
+    Ok(data.to_path_buf())
+}
 
-    // 2. Pre-training.
-    let data_s = toml_path(&data);
-    let mut overrides = vec![
-        format!("data.index={}", toml_path(&data.join("train.txt"))),
-        format!("data.prefix={data_s}"),
-        format!("output={}", toml_path(&out.join("pretrain"))),
-        format!("seed={}", a.seed),
-        format!("data.rho={}", a.rho),
-    ];
-    overrides.extend(a.overrides.iter().cloned());
+/// 2. Pre-training: the method's demo recipe on the generated data, into `OUT/pretrain`.
+fn pretrain<B: Backend>(
+    a: &DemoArgs,
+    data: &Path,
+    out: &Path,
+    backend: BackendKind,
+    device: &B::Device,
+) -> Result<Recipe> {
     let (recipe_file, recipe_text) = a.method.recipe();
     let source = format!("{recipe_file} (embedded)");
-    let recipe = Recipe::parse(recipe_text, &source, &overrides)?;
-    let method = match recipe.method.kind {
-        MethodKind::Moco => "ρMoCo",
-        MethodKind::Byol => "ρBYOL",
-        MethodKind::Simclr => "ρSimCLR",
-        MethodKind::Swav => "ρSwAV",
-    };
-    eprintln!("[2/3] {method} pre-training");
-    super::pretrain::execute::<B>(
-        &recipe,
-        &source,
-        &overrides,
-        RunOptions {
-            max_steps: a.max_steps,
-            checkpoint_every: Some(0),
-            keep: 1,
-            resume: None,
-            memory_limit: None,
-        },
-        50,
-        None,
-        backend,
-        super::pretrain::Parallel::Devices(vec![device.clone()]),
-        f64::INFINITY,
-    )?;
+    let mut recipe = Recipe::parse(recipe_text, &source, &a.overrides)?;
+    recipe.data.index = data.join("train.txt");
+    recipe.data.prefix = Some(data.to_path_buf());
+    recipe.output = out.join("pretrain");
+    recipe.seed = a.seed;
+    recipe.data.rho = a.rho;
+    recipe
+        .validate()
+        .map_err(|e| anyhow::anyhow!("{source} with --rho {}: {e}", a.rho))?;
+    eprintln!("[2/3] {} pre-training", a.method.title());
+    let mut job = PretrainJob::new(recipe.clone(), &source, backend);
+    job.overrides = a.overrides.clone();
+    job.opts.max_steps = a.max_steps;
+    job.run::<B>(Parallel::single(device.clone()))?;
+    Ok(recipe)
+}
 
-    // 3. Evaluation: learned versus random, linear probe and kNN.
-    let mut eval_overrides = vec![
-        format!("train.index={}", toml_path(&data.join("train.txt"))),
-        format!("train.prefix={data_s}"),
-        format!("test.index={}", toml_path(&data.join("test.txt"))),
-        format!("test.prefix={data_s}"),
-        format!("model.arch=\"{}\"", recipe.model.arch),
-        format!("seed={}", a.seed),
-    ];
-    eval_overrides.extend(a.eval_overrides.iter().cloned());
-    let eval = EvalRecipe::parse(
+/// The embedded evaluation recipe on the generated train/test lists.
+fn eval_recipe(a: &DemoArgs, data: &Path, arch: &str) -> Result<EvalRecipe> {
+    let mut eval = EvalRecipe::parse(
         EVAL,
         "configs/eval/demo_linear_cpu.toml (embedded)",
-        &eval_overrides,
+        &a.eval_overrides,
     )?;
-    eprintln!("[3/3] linear probe and kNN: learned versus random features");
+    for (split, list) in [(&mut eval.train, "train.txt"), (&mut eval.test, "test.txt")] {
+        split.index = data.join(list);
+        split.prefix = Some(data.to_path_buf());
+    }
+    eval.model = Some(rho_train::eval::EvalModel {
+        arch: arch.to_string(),
+    });
+    eval.seed = a.seed;
+    eval.validate()
+        .map_err(|e| anyhow::anyhow!("the demo's evaluation recipe: {e}"))?;
+    Ok(eval)
+}
+
+/// 3. Linear probe and kNN of the learned backbone and of a random one.
+fn evaluate<B: Backend>(
+    a: &DemoArgs,
+    eval: &EvalRecipe,
+    recipe: &Recipe,
+    out: &Path,
+    device: &B::Device,
+) -> Result<DemoResults> {
     let learned = WeightSource::File(recipe.output.join("backbone.safetensors"));
     let random = WeightSource::Random { seed: a.seed + 1 };
-    let mut reports: Vec<(String, EvalReport)> = Vec::new();
+    let mut top1 = std::collections::BTreeMap::new();
     for (name, weights) in [("learned", learned), ("random", random)] {
         let job = EvalJob {
             recipe: eval.clone(),
@@ -201,38 +233,39 @@ pub fn run<B: Backend>(a: &DemoArgs, backend: &str, device: B::Device) -> Result
             arch: None,
             cache: Some(out.join("feature_cache")),
         };
-        for protocol in ["linear", "knn"] {
-            let r = super::eval::evaluate::<B>(&job, protocol, &device)?;
+        for protocol in [EvalProtocol::Linear, EvalProtocol::Knn] {
+            let r = super::eval::evaluate::<B>(&job, protocol, device)?;
             r.write(&out.join(format!("{protocol}_{name}")))?;
             eprintln!(
-                "  {protocol:6} {name:7} top-1 {:5.1}%  ({:.0} s)",
-                r.top1, r.seconds
+                "  {:6} {name:7} top-1 {:5.1}%  ({:.0} s)",
+                protocol.to_string(),
+                r.top1,
+                r.seconds
             );
-            reports.push((format!("{protocol}_{name}"), r));
+            top1.insert((protocol, name), r.top1);
         }
     }
-    let top1 = |k: &str| {
-        reports
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, r)| r.top1)
-            .unwrap_or(f64::NAN)
-    };
-    let results = DemoResults {
+    let get = |p, n| top1.get(&(p, n)).copied().unwrap_or(f64::NAN);
+    Ok(DemoResults {
         linear: Pair {
-            learned: top1("linear_learned"),
-            random: top1("linear_random"),
+            learned: get(EvalProtocol::Linear, "learned"),
+            random: get(EvalProtocol::Linear, "random"),
         },
         knn: Pair {
-            learned: top1("knn_learned"),
-            random: top1("knn_random"),
+            learned: get(EvalProtocol::Knn, "learned"),
+            random: get(EvalProtocol::Knn, "random"),
         },
-    };
+    })
+}
+
+/// results.json, results.md, demo.png, and the table on stdout.
+fn report(a: &DemoArgs, eval: &EvalRecipe, results: &DemoResults, out: &Path) -> Result<()> {
     let chance = 100.0 / a.classes as f64;
     let table = format!(
-        "| top-1 on {} held-out videos ({} classes, chance {chance:.1}%) | learned ({method}, ρ = {}) | random init |\n|---|---|---|\n| linear probe (frozen BN, {}) | {:.1} | {:.1} |\n| kNN (k = {}, T = {}) | {:.1} | {:.1} |\n",
+        "| top-1 on {} held-out videos ({} classes, chance {chance:.1}%) | learned ({}, ρ = {}) | random init |\n|---|---|---|\n| linear probe (frozen BN, {}) | {:.1} | {:.1} |\n| kNN (k = {}, T = {}) | {:.1} | {:.1} |\n",
         a.classes * a.test_per_class,
         a.classes,
+        a.method.title(),
         a.rho,
         eval.views_text(),
         results.linear.learned,
@@ -264,18 +297,5 @@ pub fn run<B: Backend>(a: &DemoArgs, backend: &str, device: B::Device) -> Result
     }
     .save_png(&out.join("demo.png"))?;
     println!("{table}");
-    let gain = results.linear.learned - results.linear.random;
-    eprintln!(
-        "learned features {} random ones by {gain:+.1} points (linear) and {:+.1} (kNN); {:.0} s in all. Files: {}/results.{{json,md}}, demo.png, pretrain/{{loss,lr,collapse}}.png",
-        if gain > 0.0 { "beat" } else { "do not beat" },
-        results.knn.learned - results.knn.random,
-        t0.elapsed().as_secs_f64(),
-        out.display()
-    );
     Ok(())
-}
-
-/// A path as a TOML string value.
-fn toml_path(p: &Path) -> String {
-    toml::Value::String(p.display().to_string()).to_string()
 }

@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 use clap::Args;
 
-use crate::arch::{build, WeightSource};
+use crate::arch::{build, WeightsArgs};
 use crate::npy;
 
 #[derive(Args, Debug)]
@@ -49,7 +49,7 @@ pub fn run<B: Backend>(a: &EmbedArgs, device: B::Device) -> Result<()> {
     let clip = npy::read(&a.input)?;
     let model = build::<B>(
         &a.arch,
-        WeightSource {
+        WeightsArgs {
             path: a.weights.as_deref(),
             naming: a.naming,
             allow_partial: a.allow_partial,

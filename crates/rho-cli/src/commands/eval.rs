@@ -1,6 +1,6 @@
-//! `rho eval linear|knn|finetune --config C --weights W`: the downstream protocols of spec §5 on
-//! a rho checkpoint, a safetensors/PyTorch file, or `--random` weights; results go to
-//! `OUT/results.{json,md}` and `OUT/confusion.png`.
+//! `rho eval linear|knn|finetune --config C --weights W`: the downstream protocols of
+//! docs/method.md §5 on a rho checkpoint, a safetensors/PyTorch file, or `--random` weights;
+//! results go to `OUT/results.{json,md}` and `OUT/confusion.png`.
 
 use std::path::PathBuf;
 
@@ -11,14 +11,52 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use rho_train::eval::{BnMode, EvalJob, EvalRecipe, EvalReport, WeightSource};
 
+use crate::backend::BackendKind;
+
 #[derive(Subcommand, Debug)]
 pub enum EvalCommand {
-    /// Linear probe on a frozen backbone (spec §5.1).
+    /// Linear probe on a frozen backbone (docs/method.md §5.1).
     Linear(EvalArgs),
     /// Cosine kNN on normalised features (k = 200, weighted votes).
     Knn(EvalArgs),
-    /// Fine-tune the whole network with a new head (spec §5.2).
+    /// Fine-tune the whole network with a new head (docs/method.md §5.2).
     Finetune(EvalArgs),
+}
+
+/// The protocol a command runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum EvalProtocol {
+    Linear,
+    Knn,
+    Finetune,
+}
+
+impl std::fmt::Display for EvalProtocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EvalProtocol::Linear => "linear",
+            EvalProtocol::Knn => "knn",
+            EvalProtocol::Finetune => "finetune",
+        })
+    }
+}
+
+/// `--bn`: how BatchNorm behaves while a linear probe trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BnArg {
+    /// Re-estimated statistics on the probe's data (the released code).
+    Code,
+    /// The pre-trained running statistics; features computed once and cached.
+    Frozen,
+}
+
+impl From<BnArg> for BnMode {
+    fn from(b: BnArg) -> Self {
+        match b {
+            BnArg::Code => BnMode::Code,
+            BnArg::Frozen => BnMode::Frozen,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -35,9 +73,9 @@ pub struct EvalArgs {
     /// The network shape (else the recipe's model.arch, or the checkpoint's).
     #[arg(long)]
     pub arch: Option<String>,
-    /// Linear probe: BatchNorm mode, `code` (re-estimated statistics) or `frozen` (cached features).
-    #[arg(long)]
-    pub bn: Option<String>,
+    /// Linear probe: BatchNorm mode (else the recipe's `bn`).
+    #[arg(long, value_enum)]
+    pub bn: Option<BnArg>,
     /// Override a recipe field, e.g. `--set epochs=10` (repeatable).
     #[arg(long = "set")]
     pub overrides: Vec<String>,
@@ -49,17 +87,16 @@ pub struct EvalArgs {
     pub cache: Option<PathBuf>,
 }
 
-pub fn run<B: Backend>(c: &EvalCommand, backend: &str, device: B::Device) -> Result<()> {
+pub fn run<B: Backend>(c: &EvalCommand, backend: BackendKind, device: B::Device) -> Result<()> {
     let (a, protocol) = match c {
-        EvalCommand::Linear(a) => (a, "linear"),
-        EvalCommand::Knn(a) => (a, "knn"),
-        EvalCommand::Finetune(a) => (a, "finetune"),
+        EvalCommand::Linear(a) => (a, EvalProtocol::Linear),
+        EvalCommand::Knn(a) => (a, EvalProtocol::Knn),
+        EvalCommand::Finetune(a) => (a, EvalProtocol::Finetune),
     };
-    let mut overrides = a.overrides.clone();
-    if let Some(bn) = &a.bn {
-        overrides.push(format!("bn=\"{bn}\""));
+    let mut recipe = EvalRecipe::load(&a.config, &a.overrides)?;
+    if let Some(bn) = a.bn {
+        recipe.bn = bn.into();
     }
-    let recipe = EvalRecipe::load(&a.config, &overrides)?;
     let weights = match (&a.weights, a.random) {
         (Some(p), None) => WeightSource::File(p.clone()),
         (None, Some(seed)) => WeightSource::Random { seed },
@@ -77,7 +114,7 @@ pub fn run<B: Backend>(c: &EvalCommand, backend: &str, device: B::Device) -> Res
         weights.describe(),
         recipe.train.index.display(),
         recipe.views_text(),
-        if protocol == "linear" {
+        if protocol == EvalProtocol::Linear {
             format!(
                 ", BN {}",
                 if recipe.bn == BnMode::Code {
@@ -110,7 +147,7 @@ pub fn run<B: Backend>(c: &EvalCommand, backend: &str, device: B::Device) -> Res
 /// Runs one protocol with a progress bar.
 pub fn evaluate<B: Backend>(
     job: &EvalJob,
-    protocol: &str,
+    protocol: EvalProtocol,
     device: &B::Device,
 ) -> Result<EvalReport> {
     let bar = ProgressBar::new(0);
@@ -124,9 +161,9 @@ pub fn evaluate<B: Backend>(
         bar.set_position(done as u64);
     };
     let report = match protocol {
-        "linear" => job.linear::<Autodiff<B>>(device, &mut progress)?,
-        "knn" => job.knn::<B>(device, &mut progress)?,
-        _ => job.finetune::<Autodiff<B>>(device, &mut progress)?,
+        EvalProtocol::Linear => job.linear::<Autodiff<B>>(device, &mut progress)?,
+        EvalProtocol::Knn => job.knn::<B>(device, &mut progress)?,
+        EvalProtocol::Finetune => job.finetune::<Autodiff<B>>(device, &mut progress)?,
     };
     bar.finish_and_clear();
     Ok(report)

@@ -106,31 +106,13 @@ pub fn write_safetensors(
     write_atomically(path, &serialized).map_err(|e| werr(e.to_string()))
 }
 
-/// temp file in the same folder → fsync → rename → fsync the folder.
+/// Writes `path` so that a reader sees the old file or the new one, never a part: a temporary
+/// file in the same folder, fsynced, renamed over `path`, the folder fsynced (the
+/// `atomic-write-file` crate). Every file rho writes goes through here.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Ok(d) = std::fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    let mut f = atomic_write_file::AtomicWriteFile::open(path)?;
+    f.write_all(bytes)?;
+    f.commit()
 }
 
 /// Exports `model` to `path` in `naming`.

@@ -29,6 +29,15 @@ pub struct StateDict {
     pub dropped: Vec<String>,
 }
 
+/// Whether `path` starts like a rho pre-training checkpoint (`RHOCKPT`, any format version).
+fn is_rho_checkpoint(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 7];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok_and(|()| &magic == b"RHOCKPT")
+}
+
 /// Top-level keys under which training checkpoints keep their weights.
 const WRAPPER_KEYS: &[&str] = &["model_state", "state_dict", "model"];
 
@@ -42,6 +51,9 @@ impl StateDict {
         };
         if !path.exists() {
             return Err(read_err("no such file".into()));
+        }
+        if is_rho_checkpoint(path) {
+            return Err(read_err("this is a rho training checkpoint, not a weights file; `rho eval --weights` reads it directly, and the run's backbone.safetensors holds the same backbone for the other commands".into()));
         }
         let ext = path
             .extension()

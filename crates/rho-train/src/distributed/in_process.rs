@@ -1,12 +1,12 @@
-//! Data parallelism over the devices of one process: one thread per device, each a rank of
-//! [`pretrain_rank`](crate::engine::pretrain_rank) over a [`LocalTransport`].
+//! Data parallelism over the devices of one process: one thread per device, each a
+//! [`Trainer`] over a [`LocalTransport`].
 //!
 //! The caller's thread only supervises: it forwards rank 0's step logs and epoch ends to the
 //! callbacks, returns the first error of any rank (named), and reports a rank stuck in a
 //! collective past the timeout instead of hanging (stuck threads cannot be cancelled; they
 //! end with the process).
 
-use std::sync::mpsc::{channel, RecvTimeoutError};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use burn::tensor::backend::AutodiffBackend;
 use rho_objectives::SslNetwork;
 
 use super::local::{LocalTransport, Watch};
-use crate::engine::{pretrain_rank, RankContext, RunOptions, StepLog, TrainError};
+use crate::engine::{FnHooks, Hooks, RankContext, RunOptions, StepLog, TrainError, Trainer};
 use crate::recipe::Recipe;
 
 /// burn-collective keeps one group per backend type per process: one in-process run at a time.
@@ -33,80 +33,120 @@ pub fn pretrain_data_parallel<B: AutodiffBackend>(
     devices: &[B::Device],
     opts: RunOptions,
     collective_timeout_s: f64,
-    mut on_step: impl FnMut(&StepLog),
-    mut on_epoch: impl FnMut(u64, &SslNetwork<B>) -> Result<(), TrainError>,
+    on_step: impl FnMut(&StepLog),
+    on_epoch: impl FnMut(u64, &SslNetwork<B>) -> Result<(), TrainError>,
 ) -> Result<SslNetwork<B>, TrainError> {
     let world = devices.len();
-    if world == 0 {
-        return Err(TrainError::Stopped("no devices given".into()));
-    }
-    if world == 1 {
-        return pretrain_rank(recipe, &devices[0], opts, None, on_step, on_epoch);
+    let mut hooks = FnHooks { on_step, on_epoch };
+    match world {
+        0 => return Err(TrainError::Config("no devices given".into())),
+        1 => return Trainer::new(recipe, &devices[0], opts, None)?.run(&mut hooks),
+        _ => {}
     }
     let _one_run = RUN.lock().unwrap_or_else(|e| e.into_inner());
     burn::collective::reset_collective::<B::InnerBackend>();
     let watch = Watch::new(world);
     let (tx, rx) = channel::<Report<B>>();
     for (rank, device) in devices.iter().enumerate() {
-        let (tx, watch, device) = (tx.clone(), watch.clone(), device.clone());
-        let (recipe, opts) = (recipe.clone(), opts.clone());
+        let rank = RankThread {
+            rank,
+            world,
+            device: device.clone(),
+            watch: watch.clone(),
+            tx: tx.clone(),
+        };
+        rank.spawn(recipe.clone(), opts.clone())?;
+    }
+    drop(tx);
+    supervise(rx, &watch, world, collective_timeout_s, &mut hooks)
+}
+
+/// One rank's thread: a [`Trainer`] over a [`LocalTransport`], reporting to the supervisor.
+struct RankThread<B: AutodiffBackend> {
+    rank: usize,
+    world: usize,
+    device: B::Device,
+    watch: Arc<Watch>,
+    tx: Sender<Report<B>>,
+}
+
+impl<B: AutodiffBackend> RankThread<B> {
+    fn spawn(self, recipe: Recipe, opts: RunOptions) -> Result<(), TrainError> {
+        let rank = self.rank;
         std::thread::Builder::new()
             .name(format!("rho-rank-{rank}"))
             .spawn(move || {
-                let work = || -> Result<Option<SslNetwork<B>>, TrainError> {
-                    let transport =
-                        LocalTransport::<B::InnerBackend>::register(rank, world, &device, watch)?;
-                    let transport = Arc::new(transport);
-                    let ctx = RankContext {
-                        transport: transport.clone(),
-                        local_ranks: world,
-                    };
-                    let step_tx = tx.clone();
-                    let epoch_tx = tx.clone();
-                    let net = pretrain_rank(
-                        &recipe,
-                        &device,
-                        opts,
-                        Some(&ctx),
-                        |log| {
-                            let _ = step_tx.send(Report::Step(log.clone()));
-                        },
-                        |epoch, net| {
-                            let _ = epoch_tx.send(Report::Epoch(epoch, settled(net)));
-                            Ok(())
-                        },
-                    )?;
-                    transport.finish();
-                    Ok((rank == 0).then(|| settled(&net)))
-                };
+                let work = || self.train(&recipe, opts);
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
-                    .unwrap_or_else(|p| Err(TrainError::Stopped(panic_message(p))));
-                let _ = tx.send(Report::Done(rank, result));
+                    .unwrap_or_else(|p| {
+                        Err(TrainError::Panicked {
+                            rank,
+                            message: panic_message(p),
+                        })
+                    });
+                let _ = self.tx.send(Report::Done(rank, result));
             })
-            .map_err(|e| {
-                TrainError::Stopped(format!("cannot start the thread of rank {rank}: {e}"))
-            })?;
+            .map(|_| ())
+            .map_err(|e| TrainError::Config(format!("cannot start the thread of rank {rank}: {e}")))
     }
-    drop(tx);
+
+    /// Trains; rank 0 returns its network (settled for the caller's thread).
+    fn train(
+        &self,
+        recipe: &Recipe,
+        opts: RunOptions,
+    ) -> Result<Option<SslNetwork<B>>, TrainError> {
+        let (rank, world) = (self.rank, self.world);
+        let transport = LocalTransport::<B::InnerBackend>::register(
+            rank,
+            world,
+            &self.device,
+            self.watch.clone(),
+        )?;
+        let transport = Arc::new(transport);
+        let ctx = RankContext {
+            transport: transport.clone(),
+            local_ranks: world,
+        };
+        let mut hooks = FnHooks {
+            on_step: |log: &StepLog| {
+                let _ = self.tx.send(Report::Step(log.clone()));
+            },
+            on_epoch: |epoch, net: &SslNetwork<B>| {
+                let _ = self.tx.send(Report::Epoch(epoch, settled(net)));
+                Ok(())
+            },
+        };
+        let net = Trainer::new(recipe, &self.device, opts, Some(&ctx))?.run(&mut hooks)?;
+        transport.finish();
+        Ok((rank == 0).then(|| settled(&net)))
+    }
+}
+
+/// Forwards rank 0's reports to `hooks` until every rank is done; the first rank error, or a
+/// rank stuck in a collective past the timeout, ends the run.
+fn supervise<B: AutodiffBackend>(
+    rx: Receiver<Report<B>>,
+    watch: &Watch,
+    world: usize,
+    collective_timeout_s: f64,
+    hooks: &mut impl Hooks<B>,
+) -> Result<SslNetwork<B>, TrainError> {
     let (mut done, mut net) = (0, None);
     while done < world {
         match rx.recv_timeout(Duration::from_millis(500)) {
-            Ok(Report::Step(log)) => on_step(&log),
-            Ok(Report::Epoch(e, n)) => on_epoch(e, &n)?,
-            Ok(Report::Done(rank, result)) => match result {
-                Ok(n) => {
-                    done += 1;
-                    if n.is_some() {
-                        net = n;
-                    }
-                }
-                Err(e) => {
-                    return Err(TrainError::Rank {
-                        rank,
-                        error: Box::new(e),
-                    })
-                }
-            },
+            Ok(Report::Step(log)) => hooks.on_step(&log),
+            Ok(Report::Epoch(e, n)) => hooks.on_epoch(e, &n)?,
+            Ok(Report::Done(_, Ok(n))) => {
+                done += 1;
+                net = net.or(n);
+            }
+            Ok(Report::Done(rank, Err(e))) => {
+                return Err(TrainError::Rank {
+                    rank,
+                    error: Box::new(e),
+                })
+            }
             Err(RecvTimeoutError::Timeout) => {
                 if let Some(e) = watch.stuck(collective_timeout_s) {
                     return Err(e.into());
@@ -115,7 +155,7 @@ pub fn pretrain_data_parallel<B: AutodiffBackend>(
             Err(RecvTimeoutError::Disconnected) => break,
         }
     }
-    net.ok_or_else(|| TrainError::Stopped("rank 0 ended without a network".into()))
+    net.ok_or_else(|| TrainError::Config("rank 0 ended without a network".into()))
 }
 
 /// A snapshot of `net` with BatchNorm's running statistics folded in on this thread. Burn keeps a running

@@ -24,5 +24,8 @@ pub use in_process::pretrain_data_parallel;
 pub use local::{LocalTransport, Watch};
 #[cfg(feature = "mpi")]
 pub use mpi::{finish_mpi, LaunchEnv, MpiTransport};
-pub use replicas::{average_gradients, broadcast_from_rank0, check_agreement, check_identical};
+pub use replicas::{
+    average_gradients, broadcast_bytes_from_rank0, broadcast_from_rank0, check_agreement,
+    check_identical,
+};
 pub use transport::{CollectiveError, Transport};

@@ -260,3 +260,61 @@ fn gather_rows<B: Backend>(
         .map_err(|e| CollectiveError::Setup(format!("{call}: {e:?}")))?;
     Ok(all.chunks(k).map(<[f32]>::to_vec).collect())
 }
+
+/// Makes every rank's `bytes` rank 0's (state the engine does not look into, e.g. a method's
+/// target network or queue). The length goes first, then the bytes, two per element: integers
+/// below 2¹⁶ are exact in f32 and wider floats, and adding the other ranks' zeros keeps them.
+pub fn broadcast_bytes_from_rank0<B: Backend>(
+    bytes: &[u8],
+    t: &dyn Transport<B>,
+    device: &B::Device,
+    what: &str,
+) -> Result<Vec<u8>, CollectiveError> {
+    let root = t.rank() == 0;
+    let len = bytes.len() as u64;
+    let len_parts: Vec<f32> = (0..4)
+        .map(|i| {
+            if root {
+                ((len >> (16 * i)) & 0xffff) as f32
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let len_parts = t.all_reduce_sum(
+        Tensor::from_data(TensorData::new(len_parts, [4]), device),
+        &format!("{what}: length from rank 0"),
+    )?;
+    let len = to_u16s(len_parts, what)?
+        .iter()
+        .enumerate()
+        .fold(0u64, |acc, (i, p)| acc | (u64::from(*p) << (16 * i))) as usize;
+    let words: Vec<f32> = if root {
+        bytes
+            .chunks(2)
+            .map(|c| u16::from_le_bytes([c[0], c.get(1).copied().unwrap_or(0)]) as f32)
+            .collect()
+    } else {
+        vec![0.0; len.div_ceil(2)]
+    };
+    let n = words.len();
+    let words = t.all_reduce_sum(
+        Tensor::from_data(TensorData::new(words, [n]), device),
+        &format!("{what}: broadcast from rank 0"),
+    )?;
+    let mut out: Vec<u8> = to_u16s(words, what)?
+        .into_iter()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    out.truncate(len);
+    Ok(out)
+}
+
+fn to_u16s<B: Backend>(t: Tensor<B, 1>, what: &str) -> Result<Vec<u16>, CollectiveError> {
+    let v = t
+        .into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .map_err(|e| CollectiveError::Setup(format!("{what}: {e:?}")))?;
+    Ok(v.into_iter().map(|x| x as u16).collect())
+}

@@ -1,5 +1,5 @@
-//! Pieces every protocol shares: the loaders of spec §3.3/§5.1, class counts, the optimiser rule,
-//! and scoring the test views with a linear head.
+//! Pieces every protocol shares: the loaders of docs/method.md §3.3/§5.1, class counts, the
+//! optimiser rule, and scoring the test views with a linear head.
 
 use burn::module::AutodiffModule;
 use burn::nn::loss::CrossEntropyLossConfig;
@@ -40,9 +40,10 @@ fn base_loader(r: &EvalRecipe, batch: usize) -> LoaderConfig {
     }
 }
 
-/// Training clips (spec §3.3): one clip per video at a random time, a random square crop whose
-/// area matches short-side jitter [S, 1.25·S] followed by the crop, flip; with `data.color`, the
-/// fine-tuning colour augmentation (grayscale 0.2, then jitter 0.4/0.4/0.4/0.1 always).
+/// Training clips (docs/method.md §3.3): one clip per video at a random time, a random square
+/// crop whose area matches short-side jitter [S, 1.25·S] followed by the crop, flip; with
+/// `data.color`, the fine-tuning colour augmentation (grayscale 0.2, then jitter 0.4/0.4/0.4/0.1
+/// always).
 pub fn train_loader(r: &EvalRecipe) -> LoaderConfig {
     let mut c = base_loader(r, r.batch);
     let ratio = r.data.crop as f64 / r.data.short_side as f64;
@@ -65,8 +66,8 @@ pub fn train_loader(r: &EvalRecipe) -> LoaderConfig {
     c
 }
 
-/// Test views (spec §5.1): `test_clips` uniform clips × `test_crops` crops of `test_crop` pixels
-/// from frames resized to that size on their short side.
+/// Test views (docs/method.md §5.1): `test_clips` uniform clips × `test_crops` crops of
+/// `test_crop` pixels from frames resized to that size on their short side.
 pub fn test_loader(r: &EvalRecipe, batch: usize) -> LoaderConfig {
     let mut c = base_loader(r, batch);
     let size = r.test_crop();
@@ -92,6 +93,9 @@ pub fn test_batch(r: &EvalRecipe) -> usize {
     (r.batch / (r.data.test_clips * r.data.test_crops)).max(1)
 }
 
+/// Class ids above this (and above the number of videos) are taken for a corrupt label.
+const MAX_CLASSES: usize = 100_000;
+
 /// Classes of a train/test pair: the index's class list, else the largest label + 1; labels
 /// outside are an error.
 pub fn class_count(train: &VideoIndex, test: &VideoIndex) -> Result<usize, EvalError> {
@@ -106,6 +110,15 @@ pub fn class_count(train: &VideoIndex, test: &VideoIndex) -> Result<usize, EvalE
     if named > 0 && max_label >= named {
         return Err(EvalError::Config(format!(
             "label {max_label} is outside the {named} classes the index names"
+        )));
+    }
+    // Without class names, the labels must look like class ids of this dataset: a stray
+    // 2·10⁹ would otherwise size the classifier (and its memory) by itself.
+    let videos = train.len() + test.len();
+    if named == 0 && max_label >= MAX_CLASSES.max(videos) {
+        return Err(EvalError::Config(format!(
+            "label {max_label} is larger than any class id of {videos} videos could be (at most {}); check the label column of the lists",
+            MAX_CLASSES.max(videos) - 1
         )));
     }
     Ok(named.max(max_label + 1))
@@ -222,5 +235,36 @@ pub fn head_scores<B: AutodiffBackend>(
         scores: mean_softmax(&logits, classes, test.views),
         classes,
         labels: test.labels.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::class_count;
+    use rho_data::{VideoEntry, VideoIndex, VideoSource};
+
+    fn index(labels: &[usize]) -> VideoIndex {
+        VideoIndex {
+            entries: labels
+                .iter()
+                .map(|&l| VideoEntry {
+                    source: VideoSource::File(format!("v{l}.mp4").into()),
+                    label: Some(l),
+                })
+                .collect(),
+            classes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_huge_label_is_an_error_not_a_classifier_of_that_size() {
+        assert_eq!(class_count(&index(&[0, 3]), &index(&[1])).unwrap(), 4);
+        let e = class_count(&index(&[0, 2_000_000_000]), &index(&[1]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("2000000000") && e.contains("label column"),
+            "{e}"
+        );
     }
 }

@@ -114,11 +114,12 @@ pub struct FeatureCache {
 impl FeatureCache {
     /// The file for a key made of everything that determines the features.
     pub fn path(&self, key_parts: &[&str]) -> PathBuf {
-        let h = key_parts.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, p| {
-            p.bytes()
-                .chain(std::iter::once(0xff))
-                .fold(h, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
-        });
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        for p in key_parts {
+            hasher.update(p.as_bytes());
+            hasher.update(&[0xff]);
+        }
+        let h = hasher.digest();
         self.dir.join(format!("features-{h:016x}.safetensors"))
     }
 
@@ -193,9 +194,7 @@ impl FeatureCache {
 pub fn file_fingerprint(path: &Path) -> Result<String, EvalError> {
     let bytes = std::fs::read(path)
         .map_err(|e| EvalError::Config(format!("cannot read {}: {e}", path.display())))?;
-    let h = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3)
-    });
+    let h = xxhash_rust::xxh3::xxh3_64(&bytes);
     Ok(format!("{h:016x}-{}", bytes.len()))
 }
 

@@ -1,5 +1,6 @@
-//! Fine-tuning (spec §5.2): the whole network with a new head after dropout (0.8 in the paper),
-//! momentum SGD with the paper's step schedule or the configs' cosine, BN in training mode.
+//! Fine-tuning (docs/method.md §5.2): the whole network with a new head after dropout (0.8 in
+//! the paper), momentum SGD with the paper's step schedule or the configs' cosine, BN in
+//! training mode.
 
 use burn::tensor::backend::AutodiffBackend;
 use rho_data::VideoIndex;

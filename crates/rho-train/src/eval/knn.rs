@@ -1,7 +1,7 @@
-//! Cosine kNN classification (spec §2.8, after Wu et al. 2018): each test video's normalised
-//! feature (its views' normalised features averaged) votes with its k most similar training
-//! videos, each vote weighted by exp(similarity / T). Similarities are one matmul per chunk on
-//! the backend, so a Kinetics-size bank runs on the GPU.
+//! Cosine kNN classification (docs/method.md §2.8, after Wu et al. 2018): each test video's
+//! normalised feature (its views' normalised features averaged) votes with its k most similar
+//! training videos, each vote weighted by exp(similarity / T). Similarities are one matmul per
+//! chunk on the backend, so a Kinetics-size bank runs on the GPU.
 
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 

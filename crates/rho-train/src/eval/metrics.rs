@@ -76,7 +76,7 @@ pub fn argmax(row: &[f32]) -> usize {
 }
 
 /// Softmax of each row of logits [rows, c], averaged over groups of `views` consecutive rows
-/// (spec §5.1: softmax scores averaged over the 30 views).
+/// (docs/method.md §5.1: softmax scores averaged over the 30 views).
 pub fn mean_softmax(logits: &[f32], c: usize, views: usize) -> Vec<f32> {
     let rows = logits.len() / c;
     let mut out = vec![0f32; rows / views * c];

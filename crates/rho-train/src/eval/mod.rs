@@ -1,6 +1,6 @@
-//! Downstream evaluation (spec §5): the linear probe in both BatchNorm modes with a feature
-//! cache, cosine kNN, fine-tuning, and testing with 10 × 3 views; reports as JSON, markdown and
-//! a confusion-matrix PNG.
+//! Downstream evaluation (docs/method.md §5): the linear probe in both BatchNorm modes with a
+//! feature cache, cosine kNN, fine-tuning, and testing with 10 × 3 views; reports as JSON,
+//! markdown and a confusion-matrix PNG.
 
 pub mod common;
 pub mod features;
@@ -22,7 +22,7 @@ use rho_model::ResNet3d;
 
 pub use features::{FeatureCache, FeatureSet};
 pub use metrics::{Accuracy, Scores};
-pub use recipe::{BnMode, EvalRecipe, Protocol};
+pub use recipe::{BnMode, EvalModel, EvalRecipe, Protocol};
 pub use report::EvalReport;
 pub use source::WeightSource;
 

@@ -1,8 +1,8 @@
-//! The linear probe (spec §5.1): a frozen backbone and one linear layer on its pooled features,
-//! SGD with Nesterov momentum, no weight decay, linear warm-up then cosine. In the `code` BN mode
-//! the backbone runs in training mode every epoch (batch statistics; running statistics
-//! re-estimated), as the released code does; in the `frozen` mode BN uses the pre-trained
-//! statistics and the training features are computed once (and cached).
+//! The linear probe (docs/method.md §5.1): a frozen backbone and one linear layer on its pooled
+//! features, SGD with Nesterov momentum, no weight decay, linear warm-up then cosine. In the
+//! `code` BN mode the backbone runs in training mode every epoch (batch statistics; running
+//! statistics re-estimated), as the released code does; in the `frozen` mode BN uses the
+//! pre-trained statistics and the training features are computed once (and cached).
 
 use burn::module::Module;
 use burn::tensor::{backend::AutodiffBackend, Tensor, TensorData};

@@ -1,6 +1,6 @@
-//! `EvalRecipe`: one downstream protocol as TOML (spec §5): the linear probe on Kinetics and
-//! fine-tuning on UCF101/HMDB51, with the data, views, optimiser and, for the paper's own
-//! settings, the paper's number to compare with.
+//! `EvalRecipe`: one downstream protocol as TOML (docs/method.md §5): the linear probe on
+//! Kinetics and fine-tuning on UCF101/HMDB51, with the data, views, optimiser and, for the
+//! paper's own settings, the paper's number to compare with.
 
 use std::path::{Path, PathBuf};
 
@@ -14,9 +14,9 @@ use crate::schedule::{scale_lr, CosineSchedule};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
-    /// Frozen backbone, linear classifier on pooled features (spec §5.1).
+    /// Frozen backbone, linear classifier on pooled features (docs/method.md §5.1).
     Linear,
-    /// The whole network with a new head (spec §5.2).
+    /// The whole network with a new head (docs/method.md §5.2).
     Finetune,
 }
 
@@ -38,7 +38,7 @@ pub enum BnMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LrPolicy {
-    /// Linear warm-up, then half-cosine to 0 (spec §4.2).
+    /// Linear warm-up, then half-cosine to 0 (docs/method.md §4.2).
     #[default]
     Cosine,
     /// The rate times `gamma` at each milestone epoch (the paper's fine-tuning schedule).
@@ -152,7 +152,8 @@ fn default_gamma() -> f64 {
     0.1
 }
 
-/// Cosine kNN (spec §2.8): k neighbours, votes weighted by exp(similarity / temperature).
+/// Cosine kNN (docs/method.md §2.8): k neighbours, votes weighted by
+/// exp(similarity / temperature).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KnnSection {

@@ -1,11 +1,10 @@
-//! Where evaluated weights come from: a rho checkpoint (its online backbone, spec §2.7), a rho or
-//! PyTorch `.safetensors` / `.pth` / `.pyth` file (pytorchvideo, PySlowFast — the released
-//! ρ-models — or torchvision naming, detected), or a random initialisation for baselines.
+//! Where evaluated weights come from: a rho checkpoint (its online backbone,
+//! docs/method.md §2.7), a rho or PyTorch `.safetensors` / `.pth` / `.pyth` file (pytorchvideo,
+//! PySlowFast — the released ρ-models — or torchvision naming, detected), or a random
+//! initialisation for baselines.
 
 use std::path::{Path, PathBuf};
 
-use burn::module::Module;
-use burn::record::Recorder;
 use burn::tensor::backend::Backend;
 use rho_model::weights::{load_file, LoadOptions};
 use rho_model::{ResNet3d, ResNet3dConfig};
@@ -97,13 +96,9 @@ fn from_checkpoint<B: Backend>(
         .map_err(|e| bad(e.to_string()))?;
     let backbone = ResNet3dConfig::preset(&recipe.model.arch)?.try_init::<B>(device)?;
     let net = recipe.method_config().build_network(backbone, device);
-    let rec = Recorder::<B>::load(
-        &burn::record::NamedMpkBytesRecorder::<burn::record::FullPrecisionSettings>::new(),
-        ck.online.clone(),
-        device,
-    )
-    .map_err(|e| bad(format!("online network: {e}")))?;
-    let net = net.load_record(rec);
+    let online = ck.blob(crate::checkpoint::ONLINE, path)?;
+    let net = rho_objectives::module_from_bytes(net, online, "online network", device)
+        .map_err(|e| bad(e.to_string()))?;
     Ok((net.backbone, recipe.model.arch))
 }
 

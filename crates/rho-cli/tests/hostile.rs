@@ -1,0 +1,268 @@
+//! Hostile input and faults against the `rho` binary: each case ends in a clear error that names
+//! the thing and the fix (never a panic, exit 101, or an abort, 134), or in correct handling.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn rho() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rho"))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("rho-hostile-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Exit code and stdout+stderr; a panic or an abort fails the test whatever the case expects.
+fn run(cmd: &mut Command) -> (i32, String) {
+    let out = cmd.output().unwrap();
+    let code = out.status.code().unwrap_or(-1);
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(![101, 134, -1].contains(&code), "crashed ({code}):\n{log}");
+    (code, log)
+}
+
+/// A tiny ρSimCLR recipe on 4 generated videos, writing into `out`.
+fn recipe(d: &Path, out: &Path) -> PathBuf {
+    rho_data::synthetic::test_videos(d, 4, 64, 48, 15, 2.0).unwrap();
+    let text = format!(
+        "name = \"t\"\nbatch = 2\nepochs = 20\noutput = \"{}\"\n[model]\narch = \"slow_r18_tiny\"\n[method]\nkind = \"simclr\"\n[data]\nindex = \"{}\"\nrho = 2\nframes = 4\nstride = 2\ncrop = 32\nshort_side = 40\nworkers = 1\n[optim]\noptimizer = \"lars\"\nbase_lr = 0.05\nweight_decay = 1e-4\nreference_batch = 2\nwarmup_epochs = 0.5\nwarmup_start_lr = 0.001\n",
+        out.display(),
+        d.display()
+    );
+    let p = d.join("r.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn pretrain(cfg: &Path, extra: &[&str]) -> (i32, String) {
+    run(rho().args(["pretrain", "--config"]).arg(cfg).args(extra))
+}
+
+#[test]
+fn a_second_run_into_a_busy_output_folder_is_refused_naming_the_holder() {
+    let d = tmp("lock");
+    let out = d.join("run");
+    let cfg = recipe(&d, &out);
+    // This process holds the folder, as a running `rho pretrain` would.
+    let _held = rho_train::run_lock::RunLock::acquire(&out).unwrap();
+    let (code, log) = pretrain(&cfg, &["--max-steps", "1"]);
+    assert_ne!(code, 0);
+    let me = format!("pid {}", std::process::id());
+    assert!(
+        log.contains("in use by another rho run") && log.contains(&me),
+        "{log}"
+    );
+    assert!(
+        !out.join("metrics.jsonl").exists(),
+        "the refused run wrote metrics"
+    );
+}
+
+#[test]
+fn resuming_checks_the_recipe_and_falls_back_to_the_newest_good_checkpoint() {
+    let d = tmp("resume");
+    let out = d.join("run");
+    let cfg = recipe(&d, &out);
+    let (code, log) = pretrain(&cfg, &["--max-steps", "4", "--checkpoint-every", "2"]);
+    assert_eq!(code, 0, "{log}");
+    // Another network: refused, both values named.
+    let (code, log) = pretrain(&cfg, &["--resume", "--set", "model.arch=r3d_18_tiny"]);
+    assert!(
+        code != 0 && log.contains("slow_r18_tiny") && log.contains("r3d_18_tiny"),
+        "{log}"
+    );
+    // Another batch: refused unless allowed; allowed, the run card keeps both cards.
+    let changed = ["--resume", "--max-steps", "5", "--set", "data.rho=3"];
+    let (code, log) = pretrain(&cfg, &changed);
+    assert!(
+        code != 0 && log.contains("data.rho: 2 → 3") && log.contains("--allow-recipe-change"),
+        "{log}"
+    );
+    let (code, log) = pretrain(&cfg, &[&changed[..], &["--allow-recipe-change"]].concat());
+    assert_eq!(code, 0, "{log}");
+    let card = std::fs::read_to_string(out.join("run_card.toml")).unwrap();
+    assert!(card.contains("# recipe change: data.rho: 2 → 3"), "{card}");
+    assert!(
+        card.contains("# rho = 2") && card.contains("\nrho = 3"),
+        "{card}"
+    );
+    // A corrupt newest checkpoint: `--resume` says so and takes the one before.
+    let newest = out.join("ckpt_00000004.rho");
+    let mut bytes = std::fs::read(&newest).unwrap();
+    bytes[20] ^= 0x40; // inside the header
+    std::fs::write(&newest, &bytes).unwrap();
+    let (code, log) = pretrain(
+        &cfg,
+        &["--resume", "--max-steps", "3", "--allow-recipe-change"],
+    );
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains("skipping") && log.contains("ckpt_00000004") && log.contains("ckpt_00000002"),
+        "{log}"
+    );
+}
+
+#[test]
+fn zero_sizes_and_a_disabled_checkpoint_interval_are_refused() {
+    let d = tmp("zeros");
+    let cfg = recipe(&d, &d.join("run"));
+    let (code, log) = pretrain(&cfg, &["--checkpoint-every", "0"]);
+    assert!(code != 0 && log.contains("checkpoint-every"), "{log}");
+    for (key, name) in [
+        ("data.short_side=0", "short_side"),
+        ("data.workers=0", "workers"),
+    ] {
+        let (code, log) = pretrain(&cfg, &["--set", key]);
+        assert!(code != 0 && log.contains(name), "{key}: {log}");
+    }
+}
+
+#[test]
+fn fifos_symlink_loops_and_checkpoints_given_as_weights_get_clear_errors() {
+    let d = tmp("files");
+    let cfg = recipe(&d, &d.join("run"));
+    // A FIFO in the index: refused before any decoding (opening it would block), promptly.
+    let odd = tmp("files-odd"); // outside the recipe's video folder
+    let fifo = odd.join("fifo.mp4");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let lst = odd.join("list.txt");
+    let good = d.join("v0.mp4");
+    std::fs::write(
+        &lst,
+        format!(
+            "{} 0\n{} 1\n{} 0\n",
+            good.display(),
+            fifo.display(),
+            good.display()
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let (code, log) = pretrain(
+        &cfg,
+        &[
+            "--set",
+            &format!("data.index=\"{}\"", lst.display()),
+            "--set",
+            "data.format=\"list\"",
+        ],
+    );
+    assert!(
+        code != 0 && log.contains("a FIFO") && log.contains("fifo.mp4"),
+        "{log}"
+    );
+    assert!(started.elapsed().as_secs() < 30);
+    // A symlink loop is named as one, not as a missing file.
+    let looped = odd.join("loop.mp4");
+    std::os::unix::fs::symlink(&looped, &looped).unwrap();
+    std::fs::write(
+        &lst,
+        format!("{} 0\n{} 1\n", good.display(), looped.display()),
+    )
+    .unwrap();
+    let (code, log) = pretrain(
+        &cfg,
+        &[
+            "--set",
+            &format!("data.index=\"{}\"", lst.display()),
+            "--set",
+            "data.format=\"list\"",
+        ],
+    );
+    assert!(code != 0 && log.contains("symlink loop"), "{log}");
+    // A checkpoint given where a weights file belongs.
+    let (code, log) = pretrain(&cfg, &["--max-steps", "1", "--checkpoint-every", "1"]);
+    assert_eq!(code, 0, "{log}");
+    let ck = d.join("run/ckpt_00000001.rho");
+    let out = d.join("w.safetensors");
+    let (code, log) = run(rho().args(["convert"]).arg(&ck).arg(&out).args([
+        "--naming",
+        "rho",
+        "--arch",
+        "slow_r18_tiny",
+    ]));
+    assert!(
+        code != 0 && log.contains("rho training checkpoint") && log.contains("rho eval"),
+        "{log}"
+    );
+    // weight_decay = nan names the key, not the learning rate.
+    let (code, log) = pretrain(&cfg, &["--set", "optim.weight_decay=nan"]);
+    assert!(code != 0 && log.contains("optim.weight_decay"), "{log}");
+}
+
+#[test]
+fn an_npy_whose_shape_overflows_is_refused() {
+    let d = tmp("npy");
+    let header =
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296, 3, 8, 8), }";
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    let pad = 64 - (10 + header.len() + 1) % 64;
+    let text = format!("{header}{}\n", " ".repeat(pad));
+    bytes.extend((text.len() as u16).to_le_bytes());
+    bytes.extend(text.as_bytes());
+    bytes.extend([0u8; 64]);
+    let npy = d.join("huge.npy");
+    std::fs::write(&npy, bytes).unwrap();
+    let (code, log) = run(rho()
+        .args([
+            "embed",
+            "--arch",
+            "slow_r18_tiny",
+            "--random-init",
+            "--input",
+        ])
+        .arg(&npy)
+        .arg("--out")
+        .arg(d.join("f.npy")));
+    assert!(code != 0 && log.contains("huge.npy"), "{log}");
+}
+
+#[test]
+fn a_bad_override_is_named_as_the_set_it_came_from() {
+    let d = tmp("set");
+    let cfg = recipe(&d, &d.join("run"));
+    let (code, log) = pretrain(&cfg, &["--set", "data.rho=3", "--set", "batch=\"four\""]);
+    assert!(
+        code != 0 && log.contains("with --set batch=\"four\""),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_resumed_run_logs_each_step_once() {
+    let d = tmp("relog");
+    let out = d.join("run");
+    let cfg = recipe(&d, &out);
+    // Four steps, a checkpoint after two: as if killed after step 3, with 2 and 3 logged.
+    let (code, log) = pretrain(
+        &cfg,
+        &["--max-steps", "4", "--checkpoint-every", "2", "--keep", "5"],
+    );
+    assert_eq!(code, 0, "{log}");
+    let ck = out.join("ckpt_00000002.rho");
+    let (code, log) = run(rho()
+        .args(["pretrain", "--config"])
+        .arg(&cfg)
+        .arg("--resume")
+        .arg(&ck)
+        .args(["--max-steps", "5"]));
+    assert_eq!(code, 0, "{log}");
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let steps: Vec<u64> = metrics
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v.get("step").and_then(|s| s.as_u64()))
+        .collect();
+    assert_eq!(steps, [0, 1, 2, 3, 4], "{metrics}");
+}

@@ -1,0 +1,308 @@
+//! `Trainer`: a pre-training run built once (checks, loader, networks, optimiser, resume) and
+//! then stepped: [`Trainer::run`] repeats [`train_step`] over epochs, checkpoints, and calls
+//! the caller's [`Hooks`].
+
+use std::time::Instant;
+
+use burn::tensor::backend::AutodiffBackend;
+use rho_data::{Batch, LoaderPosition, VideoLoader};
+use rho_objectives::{Objective, SslNetwork};
+
+use super::data::{index_signature, load_index, loader_config, micro_batches};
+use super::data_parallel::{DataParallel, RankContext};
+use super::state::{restore_networks, restore_optimizer, save, TrainState};
+use super::{checks, Hooks, RunOptions, StepLog, TrainError};
+use crate::optim::{GroupedOptimizer, SgdRule};
+use crate::recipe::{OptimizerKind, Recipe};
+use crate::schedule::CosineSchedule;
+use crate::step::{train_step, StepPlan};
+
+/// Serialises network initialisation between the in-process ranks: a seeded init on a shared
+/// device RNG must not interleave, or rank 0 would not get the single-process weights.
+static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub struct Trainer<B: AutodiffBackend> {
+    recipe: Recipe,
+    device: B::Device,
+    opts: RunOptions,
+    dp: DataParallel<B>,
+    loader: VideoLoader,
+    model: Model<B>,
+    clock: Clock,
+}
+
+/// What a step changes: the networks and the optimiser (`net` is taken while a step runs).
+struct Model<B: AutodiffBackend> {
+    net: Option<SslNetwork<B>>,
+    method: BoxedObjective<B>,
+    opt: GroupedOptimizer<SslNetwork<B>, B>,
+}
+
+/// When a step began waiting for its batch, and how long it waited.
+struct Waited {
+    since: Instant,
+    data_wait_s: f64,
+}
+
+/// Where the run is, and the schedules that depend on it.
+struct Clock {
+    step: usize,
+    total: usize,
+    /// MoCo's queue warm-up: steps before the first optimiser step.
+    warmup_steps: usize,
+    batches_per_epoch: usize,
+    schedule: CosineSchedule,
+}
+
+impl<B: AutodiffBackend> Trainer<B> {
+    /// Checks the run, builds it, and resumes it when `opts.resume` names a checkpoint; `rank`
+    /// places it in a data-parallel run (`None`: one device).
+    pub fn new(
+        recipe: &Recipe,
+        device: &B::Device,
+        opts: RunOptions,
+        rank: Option<&RankContext<B>>,
+    ) -> Result<Self, TrainError> {
+        let dp = DataParallel::new(rank, recipe.model.sync_bn)?;
+        recipe
+            .micro_batch(dp.world(), dp.sync_bn_group())
+            .map_err(TrainError::Config)?;
+        let index = load_index(recipe)?;
+        checks::preflight(recipe, &index)?;
+        if let Some(limit) = opts.memory_limit {
+            checks::memory_fits(recipe, dp.world(), limit)?;
+        }
+        let mut lcfg = loader_config(recipe);
+        dp.shard(&mut lcfg);
+        let signature = index_signature(&index);
+        let mut loader = VideoLoader::new(index, lcfg)?;
+        let (mut net, mut method) = build_networks(recipe, device)?;
+        let mut step = 0;
+        let resumed = match &opts.resume {
+            Some(p) => Some((p, crate::checkpoint::Checkpoint::read(p)?)),
+            None => None,
+        };
+        if let Some((p, ck)) = &resumed {
+            checks::resume_changes(&ck.meta.recipe, recipe, opts.allow_recipe_change)?;
+            net = restore_networks(ck, p, net, &mut method, device)?;
+            loader.set_position(ck.meta.position);
+            step = ck.meta.step;
+        }
+        let start = (step, loader.position());
+        let net = dp.start_together(net, method.as_mut(), start, signature, device)?;
+        let mut opt = GroupedOptimizer::new(&net, sgd_rule(recipe), recipe.optim.bn_weight_decay);
+        if let Some((p, ck)) = &resumed {
+            opt = restore_optimizer(ck, p, opt, device)?;
+        }
+        let clips_per_step = recipe.batch * recipe.data.rho.max(2);
+        let warmup_steps = method.warmup_steps(clips_per_step);
+        let clock = Clock::new(
+            recipe,
+            &opts,
+            step,
+            loader.batches_per_epoch(),
+            warmup_steps,
+        );
+        Ok(Self {
+            recipe: recipe.clone(),
+            device: device.clone(),
+            opts,
+            dp,
+            loader,
+            model: Model {
+                net: Some(net),
+                method,
+                opt,
+            },
+            clock,
+        })
+    }
+
+    /// Steps completed so far (resumed ones included), and the run's total.
+    pub fn progress(&self) -> (usize, usize) {
+        (self.clock.step, self.clock.total)
+    }
+
+    /// Trains to the end (the recipe's epochs or `max_steps`) and returns the online network.
+    pub fn run(mut self, hooks: &mut impl Hooks<B>) -> Result<SslNetwork<B>, TrainError> {
+        while self.clock.step < self.clock.total {
+            self.run_epoch(hooks)?;
+        }
+        self.model.net.take().ok_or_else(lost_network)
+    }
+
+    /// One optimiser step on `batch` (a batch of this trainer's loader, or one like it).
+    pub fn step(&mut self, batch: &Batch) -> Result<StepLog, TrainError> {
+        let (recipe, device) = (&self.recipe, &self.device);
+        let waited = Waited {
+            since: Instant::now(),
+            data_wait_s: 0.0,
+        };
+        self.model
+            .step(batch, &mut self.clock, &self.dp, recipe, device, waited)
+    }
+
+    /// The rest of the loader's current epoch (or up to the run's end), then the epoch hook.
+    fn run_epoch(&mut self, hooks: &mut impl Hooks<B>) -> Result<(), TrainError> {
+        let epoch0 = self.loader.position().epoch;
+        let iters = self.clock.batches_per_epoch;
+        let mut batches = self.loader.epoch();
+        let mut epoch_done = true;
+        loop {
+            let waited = Instant::now();
+            let Some(batch) = batches.next() else { break };
+            let batch = batch?;
+            let waited = Waited {
+                since: waited,
+                data_wait_s: waited.elapsed().as_secs_f64(),
+            };
+            let (m, c, dp) = (&mut self.model, &mut self.clock, &self.dp);
+            let log = m.step(&batch, c, dp, &self.recipe, &self.device, waited)?;
+            if dp.is_lead() {
+                hooks.on_step(&log);
+            }
+            let next = next_position(&batch, epoch0, iters);
+            if dp.is_lead() && checkpoint_due(&self.opts, c.step) {
+                let state = m.state()?;
+                save(&self.recipe, state, c.step, next, self.opts.keep)?;
+            }
+            if c.step >= c.total {
+                epoch_done = batch.position.cursor + 1 >= iters;
+                break;
+            }
+        }
+        drop(batches);
+        if epoch_done {
+            if self.dp.is_lead() {
+                let net = self.model.net.as_ref().ok_or_else(lost_network)?;
+                hooks.on_epoch(epoch0 + 1, net)?;
+            }
+            self.dp.end_of_epoch(epoch0 + 1, &self.device)?;
+        }
+        Ok(())
+    }
+}
+
+impl<B: AutodiffBackend> Model<B> {
+    /// One step; advances `clock`.
+    fn step(
+        &mut self,
+        batch: &Batch,
+        clock: &mut Clock,
+        dp: &DataParallel<B>,
+        recipe: &Recipe,
+        device: &B::Device,
+        waited: Waited,
+    ) -> Result<StepLog, TrainError> {
+        let [b, v, ..] = batch.shape;
+        let plan = clock.plan(recipe);
+        let micro = micro_batches::<B>(batch, recipe.optim.accumulation, device);
+        let net = self.net.take().ok_or_else(lost_network)?;
+        let env = dp.step_env();
+        let out = train_step(net, self.method.as_mut(), &mut self.opt, &micro, plan, &env)?;
+        self.net = Some(out.net);
+        clock.step += 1;
+        Ok(StepLog {
+            step: plan.step,
+            epoch: plan.epoch,
+            lr: plan.lr,
+            skipped: plan.skip_optimizer,
+            metrics: out.metrics,
+            data_wait_s: waited.data_wait_s,
+            step_s: waited.since.elapsed().as_secs_f64(),
+            clips: b * v * dp.world(),
+            total_steps: clock.total,
+        })
+    }
+
+    fn state(&self) -> Result<TrainState<'_, B>, TrainError> {
+        Ok(TrainState {
+            net: self.net.as_ref().ok_or_else(lost_network)?,
+            method: self.method.as_ref(),
+            opt: &self.opt,
+        })
+    }
+}
+
+impl Clock {
+    fn new(
+        recipe: &Recipe,
+        opts: &RunOptions,
+        step: usize,
+        batches_per_epoch: usize,
+        warmup_steps: usize,
+    ) -> Self {
+        let epochs = (recipe.epochs * batches_per_epoch as f64).ceil() as usize;
+        Self {
+            step,
+            total: opts.max_steps.unwrap_or(warmup_steps + epochs),
+            warmup_steps,
+            batches_per_epoch,
+            schedule: recipe.schedule(),
+        }
+    }
+
+    /// The next step's plan. The schedules (LR, target momentum) count optimiser steps, so
+    /// MoCo's queue warm-up does not eat into the LR warm-up.
+    fn plan(&self, recipe: &Recipe) -> StepPlan {
+        let epoch =
+            self.step.saturating_sub(self.warmup_steps) as f64 / self.batches_per_epoch as f64;
+        StepPlan {
+            step: self.step,
+            epoch,
+            total_epochs: recipe.epochs,
+            lr: self.schedule.lr(epoch),
+            skip_optimizer: self.step < self.warmup_steps,
+            seed: recipe.seed,
+        }
+    }
+}
+
+/// A method with its state, as the trainer holds it.
+type BoxedObjective<B> = Box<dyn Objective<B>>;
+
+/// The online network and the method's state, seeded by the recipe.
+fn build_networks<B: AutodiffBackend>(
+    recipe: &Recipe,
+    device: &B::Device,
+) -> Result<(SslNetwork<B>, BoxedObjective<B>), TrainError> {
+    let mcfg = recipe.method_config();
+    let _init = INIT.lock().unwrap_or_else(|e| e.into_inner());
+    B::seed(device, recipe.seed);
+    let backbone = rho_model::ResNet3dConfig::preset(&recipe.model.arch)?.try_init::<B>(device)?;
+    let net = mcfg.build_network(backbone, device);
+    let method = rho_objectives::registry::build(mcfg, &net, device)?;
+    Ok((net, method))
+}
+
+fn sgd_rule(recipe: &Recipe) -> SgdRule {
+    let o = &recipe.optim;
+    SgdRule {
+        momentum: o.momentum,
+        nesterov: o.nesterov,
+        weight_decay: o.weight_decay,
+        lars_trust: (o.optimizer == OptimizerKind::Lars).then_some(o.lars_trust),
+    }
+}
+
+fn checkpoint_due(opts: &RunOptions, step: usize) -> bool {
+    opts.checkpoint_every
+        .is_some_and(|every| every > 0 && step.is_multiple_of(every))
+}
+
+/// The position of the batch after `batch`: what a resumed run must start from.
+fn next_position(batch: &Batch, epoch: u64, batches_per_epoch: usize) -> LoaderPosition {
+    let cursor = batch.position.cursor + 1;
+    if cursor >= batches_per_epoch {
+        LoaderPosition {
+            epoch: epoch + 1,
+            cursor: 0,
+        }
+    } else {
+        LoaderPosition { epoch, cursor }
+    }
+}
+
+fn lost_network() -> TrainError {
+    TrainError::Config("the trainer lost its network after a failed step; build a new one".into())
+}
