@@ -266,3 +266,116 @@ fn a_resumed_run_logs_each_step_once() {
         .collect();
     assert_eq!(steps, [0, 1, 2, 3, 4], "{metrics}");
 }
+
+#[test]
+fn data_check_names_fifos_one_frame_videos_and_odd_names_promptly() {
+    let d = tmp("doctor");
+    let class = d.join("a");
+    rho_data::synthetic::test_videos(&class, 2, 64, 48, 15, 2.0).unwrap();
+    let one = tmp("doctor-one");
+    let short = rho_data::synthetic::test_videos(&one, 1, 64, 48, 15, 0.05).unwrap();
+    std::fs::copy(&short[0], class.join("one_frame.mp4")).unwrap();
+    std::fs::write(class.join("bad\nname.mp4"), b"garbage").unwrap();
+    let q = d.join("quarantine.txt");
+    let (code, log) = run(rho()
+        .args(["data", "check"])
+        .arg(&d)
+        .arg("--quarantine")
+        .arg(&q));
+    assert_eq!(code, 0, "{log}");
+    let bad = std::fs::read_to_string(&q).unwrap();
+    assert_eq!(bad.lines().count(), 2, "{bad}");
+    for name in ["one_frame.mp4", "bad\\nname.mp4"] {
+        assert!(bad.contains(name), "{name} not quarantined: {bad}");
+    }
+    // A FIFO in a list: named within seconds instead of blocking the scan.
+    let odd = tmp("doctor-fifo");
+    let fifo = odd.join("pipe.mp4");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let list = odd.join("list.txt");
+    let v0 = class.join("v0.mp4");
+    std::fs::write(&list, format!("{} 0\n{} 1\n", v0.display(), fifo.display())).unwrap();
+    let started = std::time::Instant::now();
+    let (code, log) = run(rho()
+        .args(["data", "check"])
+        .arg(&list)
+        .args(["--format", "list"]));
+    assert_eq!(code, 0, "{log}");
+    assert!(started.elapsed().as_secs() < 30, "the scan hung");
+    assert!(log.contains("is a FIFO"), "{log}");
+}
+
+#[test]
+fn after_a_fallback_the_rotation_keeps_the_resumed_runs_checkpoints_and_auto_never_restarts_silently(
+) {
+    let d = tmp("rotate");
+    let out = d.join("run");
+    let cfg = recipe(&d, &out);
+    let (code, log) = pretrain(&cfg, &["--max-steps", "4", "--checkpoint-every", "2"]);
+    assert_eq!(code, 0, "{log}");
+    let card = std::fs::read_to_string(out.join("run_card.toml")).unwrap();
+    std::fs::write(out.join("ckpt_00000004.rho"), b"RHOCKPT2 but cut short").unwrap();
+    // Resumed from step 2 past the corrupt newest, keeping one: step 3's checkpoint survives.
+    let (code, log) = pretrain(
+        &cfg,
+        &[
+            "--resume",
+            "--max-steps",
+            "3",
+            "--checkpoint-every",
+            "1",
+            "--keep",
+            "1",
+        ],
+    );
+    assert_eq!(code, 0, "{log}");
+    assert!(out.join("ckpt_00000003.rho").exists(), "{log}");
+    // A resume the trainer refuses (here: a listed video is gone) leaves the files as they were.
+    let card = std::fs::read_to_string(out.join("run_card.toml")).unwrap_or(card);
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    std::fs::rename(d.join("v0.mp4"), d.join("v0.moved")).unwrap();
+    let list = d.join("list.txt");
+    std::fs::write(
+        &list,
+        format!(
+            "{} 0\n{} 1\n",
+            d.join("v0.mp4").display(),
+            d.join("v1.mp4").display()
+        ),
+    )
+    .unwrap();
+    let set = format!("data.index=\"{}\"", list.display());
+    let (code, log) = pretrain(
+        &cfg,
+        &[
+            "--resume",
+            "--allow-recipe-change",
+            "--set",
+            &set,
+            "--set",
+            "data.format=\"list\"",
+        ],
+    );
+    assert!(code != 0 && log.contains("do not exist"), "{log}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("run_card.toml")).unwrap(),
+        card
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("metrics.jsonl")).unwrap(),
+        metrics
+    );
+    // Checkpoints that all fail to verify: `--resume auto` refuses instead of starting afresh.
+    for p in std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().path()) {
+        if p.extension().is_some_and(|e| e == "rho") {
+            std::fs::write(&p, b"garbage").unwrap();
+        }
+    }
+    std::fs::rename(d.join("v0.moved"), d.join("v0.mp4")).unwrap();
+    let (code, log) = pretrain(&cfg, &["--resume", "auto"]);
+    assert!(code != 0 && log.contains("none verifies"), "{log}");
+}

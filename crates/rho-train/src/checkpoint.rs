@@ -110,6 +110,10 @@ impl Checkpoint {
             path: path.to_path_buf(),
             reason: reason.to_string(),
         };
+        let meta = std::fs::metadata(path).map_err(|e| rerr(&e.to_string()))?;
+        if !meta.is_file() {
+            return Err(rerr("not a regular file"));
+        }
         let bytes = std::fs::read(path).map_err(|e| rerr(&e.to_string()))?;
         if bytes.starts_with(MAGIC_V1) {
             return Err(rerr("it was written by an earlier rho (checkpoint format 1), which this version cannot resume; start the run afresh, or export its weights with that version"));

@@ -18,6 +18,8 @@ pub struct RunLock {
     pub path: PathBuf,
     /// Temporary files of an earlier run that was killed mid-write, removed on acquiring.
     pub removed_temp_files: usize,
+    /// False where the filesystem has no locks: the folder is then not protected.
+    pub held: bool,
 }
 
 impl RunLock {
@@ -52,6 +54,16 @@ impl RunLock {
                     holder.trim()
                 )));
             }
+            // Some network filesystems (Lustre without flock, old NFS) have no locks: run
+            // unlocked rather than not at all, and say so.
+            Err(TryLockError::Error(e)) if no_locks_here(&e) => {
+                return Ok(Self {
+                    _file: file,
+                    path,
+                    removed_temp_files: 0,
+                    held: false,
+                })
+            }
             Err(TryLockError::Error(e)) => return Err(io(e)),
         }
         let me = format!("pid {} on host {}", std::process::id(), host_name());
@@ -65,6 +77,7 @@ impl RunLock {
             _file: file,
             path,
             removed_temp_files,
+            held: true,
         })
     }
 }
@@ -99,6 +112,11 @@ fn remove_stale_temp_files(dir: &Path) -> usize {
         .filter(|e| e.file_name().to_str().is_some_and(stale))
         .filter(|e| std::fs::remove_file(e.path()).is_ok())
         .count()
+}
+
+/// ENOLCK, ENOSYS or EOPNOTSUPP: the filesystem does not lock.
+fn no_locks_here(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::Unsupported || matches!(e.raw_os_error(), Some(37 | 38 | 95))
 }
 
 fn host_name() -> String {

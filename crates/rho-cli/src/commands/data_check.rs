@@ -120,12 +120,12 @@ impl Checker<'_> {
                     .count()
             })
             .unwrap_or(0);
-        let check = rho_data::frames::read_frame_folder(
-            dir,
-            total_frames,
-            &[0, total_frames.saturating_sub(1)],
-            None,
-        );
+        // Every frame with --full (0-byte or garbage JPEGs anywhere), else the first and last.
+        let frames: Vec<usize> = match self.a.full {
+            true => (0..total_frames).collect(),
+            false => vec![0, total_frames.saturating_sub(1)],
+        };
+        let check = rho_data::frames::read_frame_folder(dir, total_frames, &frames, None);
         match (present, check) {
             (0, _) => t
                 .bad
@@ -142,6 +142,14 @@ impl Checker<'_> {
     /// A container file: the probe's findings always count; with `--full` a failed decode
     /// makes the file bad, otherwise the first files calibrate the decode speed.
     fn check_file(&mut self, path: PathBuf, file: &Path) {
+        // Opening a FIFO or a device would block the scan: named and skipped instead.
+        if let Some(kind) = not_a_regular_file(file) {
+            self.t.bad.push((
+                path,
+                format!("{} is {kind}, not a video file", file.display()),
+            ));
+            return;
+        }
         let started = Instant::now();
         let mut dec = match VideoDecoder::open(file) {
             Ok(d) => d,
@@ -151,6 +159,15 @@ impl Checker<'_> {
             }
         };
         let p = dec.probe().clone();
+        if p.num_frames < 2 {
+            let reason = format!(
+                "{} has {} frame(s): no clip can be sampled",
+                file.display(),
+                p.num_frames
+            );
+            self.t.bad.push((path, reason));
+            return;
+        }
         self.record_probe(&path, &p);
         let mut note = String::new();
         if self.a.full {
@@ -285,12 +302,21 @@ fn print_decode_estimate(a: &DataCheckArgs, t: &Tally) {
     }
 }
 
-/// Written atomically so an interrupted run never leaves a truncated list behind.
+/// Written atomically so an interrupted run never leaves a truncated list behind. One path per
+/// line; a backslash, newline or carriage return inside a name is escaped (`\\`, `\n`, `\r`),
+/// so every name survives.
 fn write_quarantine(q: &Path, t: &Tally) -> Result<()> {
+    let escape = |p: &Path| {
+        p.display()
+            .to_string()
+            .replace('\\', "\\\\")
+            .replace('\n', "\\n")
+            .replace('\r', "\\r")
+    };
     let body: String = t
         .bad
         .iter()
-        .map(|(p, _)| format!("{}\n", p.display()))
+        .map(|(p, _)| format!("{}\n", escape(p)))
         .collect();
     rho_model::weights::write_atomically(q, body.as_bytes())
         .with_context(|| format!("cannot write {}", q.display()))?;
@@ -300,4 +326,27 @@ fn write_quarantine(q: &Path, t: &Tally) -> Result<()> {
         t.bad.len()
     );
     Ok(())
+}
+
+/// What `path` is when it is not a regular file (following symlinks).
+fn not_a_regular_file(path: &Path) -> Option<&'static str> {
+    let t = std::fs::metadata(path).ok()?.file_type();
+    if t.is_file() {
+        return None;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return Some("a FIFO");
+        }
+        if t.is_char_device() || t.is_block_device() {
+            return Some("a device");
+        }
+    }
+    Some(if t.is_dir() {
+        "a directory"
+    } else {
+        "a special file"
+    })
 }

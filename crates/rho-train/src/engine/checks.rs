@@ -140,9 +140,9 @@ pub fn memory_fits(recipe: &Recipe, world: usize, limit: f64) -> Result<(), Trai
 }
 
 /// What differs between the recipe a checkpoint was written with (`saved`, its TOML) and the
-/// recipe resuming it, as `key: old → new` lines. A different network (`model.arch`) or method
-/// (`method.kind`, `method.objective`) cannot resume at all; any other change (batch, data,
-/// schedule, method constants) only with `allow_change`. The name and the output folder may
+/// recipe resuming it, as `key: old → new` lines. A different network or method (`model.arch`,
+/// `method.kind`/`objective`, or a head or queue size) cannot resume at all; any other change
+/// (batch, data, schedule, method constants) only with `allow_change`. The name and the output folder may
 /// differ (a moved run).
 pub fn resume_changes(
     saved: &str,
@@ -171,7 +171,19 @@ pub fn resume_changes(
             (k.clone(), v(&old), v(&new))
         })
         .collect();
-    let hard = ["model.arch", "method.kind", "method.objective"];
+    // What decides the networks' shapes: a checkpoint of another shape cannot be loaded.
+    let hard = [
+        "model.arch",
+        "method.kind",
+        "method.objective",
+        "method.proj_layers",
+        "method.proj_hidden",
+        "method.proj_dim",
+        "method.proj_bn",
+        "method.predictor_hidden",
+        "method.prototypes",
+        "method.queue_len",
+    ];
     if let Some((k, a, b)) = changes.iter().find(|(k, ..)| hard.contains(&k.as_str())) {
         return Err(TrainError::Config(format!(
             "the checkpoint was written with {k} = {a}, this recipe has {k} = {b}: a network cannot resume as another; start a new run (another output folder) or resume with the checkpoint's recipe"

@@ -38,6 +38,11 @@ pub fn save<B: AutodiffBackend>(
     };
     std::fs::create_dir_all(dir).map_err(|e| werr(e.to_string()))?;
     let mut blobs = state.method.save_state()?;
+    if let Some(name) = blobs.keys().find(|k| !k.starts_with("method.")) {
+        return Err(TrainError::Config(format!(
+            "the method saved a state blob `{name}`; a method's blobs must be named `method.*`"
+        )));
+    }
     blobs.insert(ONLINE.into(), module_to_bytes(state.net.clone())?);
     let (bn, rest) = state.opt.to_bytes().map_err(werr)?;
     blobs.insert(OPTIM_BN.into(), bn);
@@ -48,9 +53,16 @@ pub fn save<B: AutodiffBackend>(
         recipe_name: recipe.name.clone(),
         recipe: toml::to_string(recipe).map_err(|e| werr(e.to_string()))?,
     };
-    Checkpoint { meta, blobs }.write(&checkpoint_path(dir, step))?;
-    let all = list_checkpoints(dir);
-    for old in all.iter().take(all.len().saturating_sub(keep.max(1))) {
+    let written = checkpoint_path(dir, step);
+    Checkpoint { meta, blobs }.write(&written)?;
+    // Rotate among the checkpoints up to this one: later ones (a run resumed from an older
+    // checkpoint, e.g. past a corrupt newest) are not this run's history and stay until this
+    // run overwrites them.
+    let mine: Vec<_> = list_checkpoints(dir)
+        .into_iter()
+        .filter(|p| *p <= written)
+        .collect();
+    for old in mine.iter().take(mine.len().saturating_sub(keep.max(1))) {
         let _ = std::fs::remove_file(old);
     }
     Ok(())

@@ -6,9 +6,8 @@ use burn::tensor::backend::Backend;
 use rho_model::weights::{save_safetensors, Naming};
 use rho_train::{NoHooks, Recipe, RunOptions};
 
-use super::hooks::{CliHooks, KnnMonitor};
+use super::hooks::{CliHooks, KnnMonitor, ReportPlan};
 use super::parallel::{train, Parallel};
-use super::reporter::Reporter;
 use crate::backend::BackendKind;
 
 pub struct PretrainJob {
@@ -52,6 +51,12 @@ impl PretrainJob {
             return Ok(());
         }
         let lock = rho_train::run_lock::RunLock::acquire(&recipe.output)?;
+        if !lock.held {
+            eprintln!(
+                "  warning: {} cannot be locked on this filesystem; make sure no other run writes into it",
+                recipe.output.display()
+            );
+        }
         if lock.removed_temp_files > 0 {
             eprintln!(
                 "  removed {} temporary file(s) of an interrupted earlier run",
@@ -68,9 +73,13 @@ impl PretrainJob {
             None => (Vec::new(), None),
         };
         self.print_header(parallel.world(), parallel.describe::<B>());
-        self.write_run_card(&changes)?;
-        let reporter = Reporter::create(&recipe.output, resumed_at, self.plot_every)?;
-        let mut hooks = CliHooks::<B>::new(reporter, self.monitor, parallel.device().clone());
+        let plan = ReportPlan {
+            dir: recipe.output.clone(),
+            resumed_at,
+            plot_every: self.plot_every,
+            run_card: self.run_card(&changes)?,
+        };
+        let mut hooks = CliHooks::<B>::new(plan, self.monitor, parallel.device().clone());
         let net = train::<B>(
             recipe,
             self.opts,
@@ -78,7 +87,7 @@ impl PretrainJob {
             self.collective_timeout_s,
             &mut hooks,
         )?;
-        let metrics = hooks.reporter.finish()?;
+        let metrics = hooks.finish()?;
         let out = recipe.output.join("backbone.safetensors");
         save_safetensors(&net.backbone, &out, Naming::Rho)?;
         eprintln!(
@@ -125,7 +134,7 @@ impl PretrainJob {
     /// The run card: the resolved recipe, next to the metrics. A resumed run appends its own
     /// card (with the recipe changes it was allowed) below the earlier ones, which stay as
     /// comments so that the file remains one valid recipe.
-    fn write_run_card(&self, changes: &[String]) -> Result<()> {
+    fn run_card(&self, changes: &[String]) -> Result<String> {
         let (r, s) = (&self.recipe, self.recipe.schedule());
         let path = r.output.join("run_card.toml");
         let mut card = String::new();
@@ -156,7 +165,6 @@ impl PretrainJob {
             s.base_lr,
             toml::to_string(r).context("cannot write the recipe as TOML")?
         );
-        rho_model::weights::write_atomically(&path, card.as_bytes())
-            .with_context(|| format!("cannot write {}", path.display()))
+        Ok(card)
     }
 }

@@ -127,11 +127,18 @@ fn resume_path(a: &PretrainArgs, recipe: &Recipe) -> Result<Option<PathBuf>> {
     if p.as_os_str() != "auto" && p.as_os_str() != "latest" {
         return Ok(Some(p.clone()));
     }
+    let all = rho_train::checkpoint::list_checkpoints(&recipe.output);
+    if all.is_empty() && p.as_os_str() == "auto" {
+        return Ok(None); // a first start
+    }
     let good = newest_good_checkpoint(&recipe.output);
-    if good.is_none() && p.as_os_str() == "latest" {
+    if good.is_none() {
+        // Starting afresh would empty the metrics and let the new checkpoints rotate the old
+        // ones away: refuse instead.
         anyhow::bail!(
-            "--resume: no checkpoint in {} that verifies; start afresh without --resume",
-            recipe.output.display()
+            "--resume: {} holds {} checkpoint(s) but none verifies; move them away to start afresh, or resume from one with --resume PATH",
+            recipe.output.display(),
+            all.len()
         );
     }
     Ok(good)
