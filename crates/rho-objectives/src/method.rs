@@ -127,6 +127,20 @@ impl MethodConfig {
                 self.momentum_base
             ));
         }
+        for (name, v, max) in [
+            ("proj_layers", self.proj_layers, 64),
+            ("proj_hidden", self.proj_hidden, 1 << 16),
+            ("proj_dim", self.proj_dim, 1 << 16),
+            ("predictor_hidden", self.predictor_hidden, 1 << 16),
+            ("prototypes", self.prototypes, 1 << 20),
+            ("queue_len", self.queue_len, 1 << 24),
+            ("sinkhorn_iterations", self.sinkhorn_iterations, 1 << 16),
+            ("shuffle_bn_splits", self.shuffle_bn_splits, 1 << 16),
+        ] {
+            if v > max {
+                return bad(format!("{name} = {v} is larger than rho supports ({max})"));
+            }
+        }
         if self.kind == MethodKind::Moco && self.queue_len == 0 {
             return bad("MoCo needs a queue (queue_len > 0)".into());
         }

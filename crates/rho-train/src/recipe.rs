@@ -292,6 +292,21 @@ impl Recipe {
         if d.workers == 0 {
             return Err("data.workers must be at least 1".into());
         }
+        // Far beyond any real recipe, and small enough that no size computed from them overflows.
+        for (name, v, max) in [
+            ("batch", self.batch, 1 << 20),
+            ("data.rho", d.rho, 64),
+            ("data.frames", d.frames, 4096),
+            ("data.stride", d.stride, 4096),
+            ("data.crop", d.crop, 8192),
+            ("data.short_side", d.short_side as usize, 16384),
+            ("data.workers", d.workers, 4096),
+            ("optim.accumulation", self.optim.accumulation, 1 << 20),
+        ] {
+            if v > max {
+                return Err(format!("{name} = {v} is larger than rho supports ({max})"));
+            }
+        }
         if self.batch == 0 || !(self.epochs > 0.0) {
             return Err("batch and epochs must be positive".into());
         }
