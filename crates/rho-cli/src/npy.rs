@@ -38,6 +38,14 @@ pub fn read(path: &Path) -> Result<Array> {
             path.display()
         ),
     };
+    if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+        bail!(
+            "{}: value {i} (of {}) is {}; clips must hold finite normalised pixels",
+            path.display(),
+            data.len(),
+            data[i]
+        );
+    }
     Ok(Array { shape, data })
 }
 

@@ -379,3 +379,56 @@ fn after_a_fallback_the_rotation_keeps_the_resumed_runs_checkpoints_and_auto_nev
     let (code, log) = pretrain(&cfg, &["--resume", "auto"]);
     assert!(code != 0 && log.contains("none verifies"), "{log}");
 }
+
+#[test]
+fn nan_in_weights_or_clips_is_an_error_naming_it() {
+    let d = tmp("nan");
+    let (w, clip) = (d.join("w.safetensors"), d.join("clip.npy"));
+    let (code, log) = run(rho()
+        .args(["init", "--arch", "slow_r18_tiny", "--out"])
+        .arg(&w));
+    assert_eq!(code, 0, "{log}");
+    let (code, log) = run(rho()
+        .args(["make-clip", "--shape", "1,3,4,32,32", "--out"])
+        .arg(&clip));
+    assert_eq!(code, 0, "{log}");
+    let embed = |w: &Path, clip: &Path| {
+        run(rho()
+            .args(["embed", "--arch", "slow_r18_tiny", "--weights"])
+            .arg(w)
+            .arg("--input")
+            .arg(clip)
+            .arg("--out")
+            .arg(d.join("f.npy")))
+    };
+    assert_eq!(embed(&w, &clip).0, 0);
+    // One float of each file becomes NaN: the clip's last value, a weight tensor's first.
+    let (bad_w, bad_clip) = (d.join("nan.safetensors"), d.join("nan.npy"));
+    let mut b = std::fs::read(&clip).unwrap();
+    let n = b.len();
+    b[n - 4..].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(&bad_clip, b).unwrap();
+    let mut b = std::fs::read(&w).unwrap();
+    let header_len = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&b[8..8 + header_len]).unwrap();
+    let start = header
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|t| t["dtype"] == "F32")
+        .map(|t| t["data_offsets"][0].as_u64().unwrap() as usize)
+        .unwrap();
+    let at = 8 + header_len + start;
+    b[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(&bad_w, b).unwrap();
+    let (code, log) = embed(&bad_w, &clip);
+    assert!(
+        code != 0 && log.contains("NaN") && log.contains("tensor `"),
+        "{log}"
+    );
+    let (code, log) = embed(&w, &bad_clip);
+    assert!(
+        code != 0 && log.contains("nan.npy") && log.contains("NaN"),
+        "{log}"
+    );
+}

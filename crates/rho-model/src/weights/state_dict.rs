@@ -66,6 +66,17 @@ impl StateDict {
             Self::read_pickle(path).map_err(read_err)?
         };
         sd.strip_prefixes();
+        if let Some((name, t)) = sd
+            .tensors
+            .iter()
+            .find(|(_, t)| t.data.iter().any(|v| !v.is_finite()))
+        {
+            let bad = t.data.iter().filter(|v| !v.is_finite()).count();
+            return Err(read_err(format!(
+                "tensor `{name}` holds {bad} NaN or infinite value(s) of {}; the weights are corrupt or come from a diverged run",
+                t.data.len()
+            )));
+        }
         if sd.tensors.is_empty() {
             return Err(read_err("the file holds no tensors".into()));
         }

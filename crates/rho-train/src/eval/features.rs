@@ -132,6 +132,12 @@ impl FeatureCache {
         if shape.len() != 3 || f.dtype() != safetensors::Dtype::F32 {
             return None;
         }
+        // A file that fails its checksum (or predates it) is recomputed, not trusted.
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).ok()?;
+        let stored = header.metadata().as_ref()?.get("xxh3")?;
+        if *stored != checksum(f.data(), l.data()) {
+            return None;
+        }
         let features = f
             .data()
             .chunks_exact(4)
@@ -183,11 +189,20 @@ impl FeatureCache {
                 views(safetensors::Dtype::I64, vec![set.n], &lbytes)?,
             ),
         ]);
-        let bytes = safetensors::serialize(&tensors, None)
+        let sum = HashMap::from([("xxh3".to_string(), checksum(&fbytes, &lbytes))]);
+        let bytes = safetensors::serialize(&tensors, Some(sum))
             .map_err(|e| EvalError::Config(format!("feature cache: {e}")))?;
         rho_model::weights::write_atomically(path, &bytes)
             .map_err(|e| EvalError::Config(format!("cannot write {}: {e}", path.display())))
     }
+}
+
+/// The checksum a cache file stores of its features and labels.
+fn checksum(features: &[u8], labels: &[u8]) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(features);
+    h.update(labels);
+    format!("{:016x}", h.digest())
 }
 
 /// A fingerprint of a file's bytes (for cache keys).
@@ -212,4 +227,37 @@ pub fn labels_of_batch(batch: &rho_data::Batch) -> Result<Vec<usize>, EvalError>
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{FeatureCache, FeatureSet};
+
+    #[test]
+    fn a_cache_file_that_fails_its_checksum_is_a_miss() {
+        let dir = std::env::temp_dir().join(format!("rho-cache-{}", std::process::id()));
+        let cache = FeatureCache { dir: dir.clone() };
+        let set = FeatureSet {
+            features: vec![0.5; 2 * 3],
+            n: 2,
+            views: 1,
+            dim: 3,
+            labels: vec![0, 1],
+        };
+        let path = cache.path(&["key"]);
+        cache.store(&path, &set).unwrap();
+        assert_eq!(
+            cache.load(&path).map(|s| s.features),
+            Some(set.features.clone())
+        );
+        // NaN written over the last feature: the file no longer verifies.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes
+            .windows(4)
+            .rposition(|w| w == 0.5f32.to_le_bytes())
+            .unwrap();
+        bytes[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(cache.load(&path).is_none());
+    }
 }
