@@ -432,3 +432,39 @@ fn nan_in_weights_or_clips_is_an_error_naming_it() {
         "{log}"
     );
 }
+
+#[test]
+fn a_clip_longer_than_every_frame_folder_is_refused_before_training() {
+    let d = tmp("span");
+    let data = d.join("synth");
+    let (code, log) = run(rho()
+        .args([
+            "synth",
+            "--classes",
+            "2",
+            "--train-per-class",
+            "2",
+            "--test-per-class",
+            "1",
+            "--out",
+        ])
+        .arg(&data));
+    assert_eq!(code, 0, "{log}");
+    let cfg = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs/tiny_byol_cpu.toml");
+    let started = std::time::Instant::now();
+    let (code, log) = run(rho().args(["pretrain", "--config"]).arg(&cfg).args([
+        "--set",
+        &format!("data.index=\"{}\"", data.join("train.txt").display()),
+        "--set",
+        &format!("data.prefix=\"{}\"", data.display()),
+        "--set",
+        &format!("output=\"{}\"", d.join("run").display()),
+        "--set",
+        "data.frames=1000",
+    ]));
+    assert!(
+        code != 0 && log.contains("spans") && log.contains("frames"),
+        "{log}"
+    );
+    assert!(started.elapsed().as_secs() < 60);
+}

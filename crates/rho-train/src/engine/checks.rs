@@ -29,7 +29,6 @@ pub fn preflight(recipe: &Recipe, index: &VideoIndex) -> Result<(), TrainError> 
         )));
     }
     not_regular_files(recipe, index)?;
-    #[cfg(feature = "video")]
     clip_fits_the_videos(recipe, index)?;
     Ok(())
 }
@@ -84,20 +83,28 @@ fn file_kind(t: &std::fs::FileType) -> &'static str {
     }
 }
 
-/// Probes a few videos: if none is as long as one clip, every clip would be padding.
-#[cfg(feature = "video")]
+/// Probes a few videos (container files and frame folders): if none is as long as one clip,
+/// every clip would be padding.
 fn clip_fits_the_videos(recipe: &Recipe, index: &VideoIndex) -> Result<(), TrainError> {
-    let sampler = super::data::loader_config(recipe).sampler;
+    let loader = super::data::loader_config(recipe);
+    let sampler = loader.sampler;
     let mut longest: Option<(f64, f64)> = None; // (frames, span) of the longest probed
     for e in index.entries.iter().take(16) {
-        if let rho_data::VideoSource::File(p) = &e.source {
-            if let Ok(d) = rho_data::decode::VideoDecoder::open(p) {
-                let pr = d.probe();
-                let span = sampler.span(pr.fps) as f64;
-                let frames = pr.num_frames as f64;
-                if longest.is_none_or(|(f, s)| frames / span > f / s) {
-                    longest = Some((frames, span));
-                }
+        let probed = match &e.source {
+            rho_data::VideoSource::FrameDir { total_frames, .. } => {
+                Some((*total_frames, loader.frame_folder_fps))
+            }
+            #[cfg(feature = "video")]
+            rho_data::VideoSource::File(p) => rho_data::decode::VideoDecoder::open(p)
+                .ok()
+                .map(|d| (d.probe().num_frames, d.probe().fps)),
+            #[cfg(not(feature = "video"))]
+            rho_data::VideoSource::File(_) => None,
+        };
+        if let Some((frames, fps)) = probed {
+            let (frames, span) = (frames as f64, sampler.span(fps) as f64);
+            if longest.is_none_or(|(f, s)| frames / span > f / s) {
+                longest = Some((frames, span));
             }
         }
     }
