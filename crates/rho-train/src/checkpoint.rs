@@ -105,6 +105,31 @@ impl Checkpoint {
         rho_model::weights::write_atomically(path, &bytes).map_err(|e| werr(e.to_string()))
     }
 
+    /// The header alone (step, position, recipe), without reading or verifying the blobs: for
+    /// callers that only plan around a resume ([`Checkpoint::read`] verifies the whole file).
+    pub fn read_meta(path: &Path) -> Result<CheckpointMeta, CheckpointError> {
+        use std::io::Read;
+        let rerr = |reason: String| CheckpointError::Read {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let mut f = std::fs::File::open(path).map_err(|e| rerr(e.to_string()))?;
+        let mut head = [0u8; 16];
+        f.read_exact(&mut head)
+            .map_err(|_| rerr("truncated".into()))?;
+        if &head[..8] != MAGIC {
+            return Err(rerr("not a rho checkpoint (format 2)".into()));
+        }
+        let len = u64::from_le_bytes(head[8..].try_into().unwrap_or_default());
+        let mut header = Vec::new();
+        f.take(len)
+            .read_to_end(&mut header)
+            .map_err(|e| rerr(e.to_string()))?;
+        let header: Header = serde_json::from_slice(&header)
+            .map_err(|e| rerr(format!("bad header ({e}); the file is corrupt")))?;
+        Ok(header.meta)
+    }
+
     pub fn read(path: &Path) -> Result<Self, CheckpointError> {
         let rerr = |reason: &str| CheckpointError::Read {
             path: path.to_path_buf(),

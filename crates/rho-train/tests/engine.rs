@@ -159,6 +159,7 @@ fn corrupt_or_truncated_checkpoints_are_refused_with_their_path() {
         (back.meta.step, back.blob("online", &p).unwrap().len()),
         (7, 100)
     );
+    assert_eq!(Checkpoint::read_meta(&p).unwrap(), back.meta);
     // One flipped bit in the header (`"step":7` → `"step":6`) is caught, not resumed from.
     let clean = std::fs::read(&p).unwrap();
     let at = clean.windows(8).position(|w| w == b"\"step\":7").unwrap() + 7;

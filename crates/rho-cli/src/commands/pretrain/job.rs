@@ -65,10 +65,11 @@ impl PretrainJob {
         }
         let (changes, resumed_at) = match &self.opts.resume {
             Some(p) => {
-                let ck = rho_train::Checkpoint::read(p)?;
+                // The header is enough here; the trainer reads and verifies the whole file.
+                let meta = rho_train::checkpoint::Checkpoint::read_meta(p)?;
                 let allow = self.opts.allow_recipe_change;
-                let changes = rho_train::engine::resume_changes(&ck.meta.recipe, recipe, allow)?;
-                (changes, Some(ck.meta.step))
+                let changes = rho_train::engine::resume_changes(&meta.recipe, recipe, allow)?;
+                (changes, Some(meta.step))
             }
             None => (Vec::new(), None),
         };
