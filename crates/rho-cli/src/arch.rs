@@ -4,7 +4,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use burn::tensor::backend::Backend;
-use rho_model::weights::{head_classes, load_state_dict, LoadOptions, Naming, StateDict};
+use rho_model::weights::{
+    head_classes, load_state_dict, LoadOptions, Naming, NonFinite, StateDict,
+};
 use rho_model::{ResNet3d, ResNet3dConfig};
 
 /// The weight flags of a command (`--weights`, `--naming`, `--allow-partial`, a class count).
@@ -14,6 +16,17 @@ pub struct WeightsArgs<'a> {
     pub allow_partial: bool,
     /// Head size when there is no file to take it from.
     pub num_classes: Option<usize>,
+    /// Whether NaN or infinite weights are read (with a warning) or refused.
+    pub non_finite: NonFinite,
+}
+
+/// The policy for `--allow-non-finite`.
+pub fn non_finite(allow: bool) -> NonFinite {
+    if allow {
+        NonFinite::Allow
+    } else {
+        NonFinite::Refuse
+    }
 }
 
 /// Builds `arch` and loads `source` into it. With a file, the head is created when the file has
@@ -27,7 +40,15 @@ pub fn build<B: Backend>(
     let Some(path) = source.path else {
         return Ok(cfg.with_num_classes(source.num_classes).try_init(device)?);
     };
-    let sd = StateDict::read(path)?;
+    let sd = StateDict::read_with(path, source.non_finite)?;
+    if !sd.non_finite.is_empty() {
+        eprintln!(
+            "warning: {} holds NaN or infinite values in {} tensor(s): {}",
+            path.display(),
+            sd.non_finite.len(),
+            sd.non_finite.join(", ")
+        );
+    }
     let naming = source
         .naming
         .or_else(|| rho_model::weights::detect_naming(&sd));
@@ -38,6 +59,7 @@ pub fn build<B: Backend>(
     let opts = LoadOptions {
         naming,
         allow_partial: source.allow_partial,
+        non_finite: source.non_finite,
     };
     let (model, report) = load_state_dict(model, &sd, opts)
         .with_context(|| format!("loading {} into {arch}", path.display()))?;

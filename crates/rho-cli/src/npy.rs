@@ -13,6 +13,9 @@ pub struct Array {
 }
 
 pub fn read(path: &Path) -> Result<Array> {
+    if let Some(kind) = rho_data::not_a_regular_file(path) {
+        bail!("{} is {kind}, not a .npy file", path.display());
+    }
     check_shape(path)?;
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;

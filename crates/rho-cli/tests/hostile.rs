@@ -199,6 +199,42 @@ fn fifos_symlink_loops_and_checkpoints_given_as_weights_get_clear_errors() {
     // weight_decay = nan names the key, not the learning rate.
     let (code, log) = pretrain(&cfg, &["--set", "optim.weight_decay=nan"]);
     assert!(code != 0 && log.contains("optim.weight_decay"), "{log}");
+    // A FIFO given as the recipe, the index, the weights or the clips: named, never read.
+    let pipe = odd.join("pipe");
+    assert!(Command::new("mkfifo")
+        .arg(&pipe)
+        .status()
+        .unwrap()
+        .success());
+    let started = std::time::Instant::now();
+    let (code, log) = pretrain(&pipe, &[]);
+    assert!(
+        code != 0 && log.contains("FIFO, not a recipe file"),
+        "{log}"
+    );
+    let (code, log) = run(rho().args(["data", "check"]).arg(&pipe));
+    assert!(
+        code != 0 && log.contains("FIFO, not an index file"),
+        "{log}"
+    );
+    let (code, log) = run(rho()
+        .args(["convert", "--arch", "slow_r18_tiny", "--naming", "rho"])
+        .arg(&pipe)
+        .arg(&out));
+    assert!(code != 0 && log.contains("not a regular file"), "{log}");
+    let (code, log) = run(rho()
+        .args([
+            "embed",
+            "--arch",
+            "slow_r18_tiny",
+            "--random-init",
+            "--input",
+        ])
+        .arg(&pipe)
+        .arg("--out")
+        .arg(odd.join("f.npy")));
+    assert!(code != 0 && log.contains("FIFO, not a .npy file"), "{log}");
+    assert!(started.elapsed().as_secs() < 30);
 }
 
 #[test]
@@ -307,6 +343,26 @@ fn data_check_names_fifos_one_frame_videos_and_odd_names_promptly() {
     assert_eq!(code, 0, "{log}");
     assert!(started.elapsed().as_secs() < 30, "the scan hung");
     assert!(log.contains("is a FIFO"), "{log}");
+    // A FIFO posing as a frame of a frame folder: named too, by the doctor and by the loader's
+    // decoder (the same frame reader), instead of blocking.
+    let frames = odd.join("frames/v");
+    std::fs::create_dir_all(&frames).unwrap();
+    assert!(Command::new("mkfifo")
+        .arg(frames.join("img_00001.jpg"))
+        .status()
+        .unwrap()
+        .success());
+    std::fs::write(frames.join("img_00002.jpg"), b"garbage").unwrap();
+    let list = odd.join("frames.txt");
+    std::fs::write(&list, format!("{} 2 0\n", frames.display())).unwrap();
+    let started = std::time::Instant::now();
+    let (code, log) = run(rho()
+        .args(["data", "check"])
+        .arg(&list)
+        .args(["--format", "frames"]));
+    assert_eq!(code, 0, "{log}");
+    assert!(started.elapsed().as_secs() < 30, "the scan hung");
+    assert!(log.contains("img_00001.jpg is a FIFO, not a JPEG"), "{log}");
 }
 
 #[test]
@@ -431,6 +487,61 @@ fn nan_in_weights_or_clips_is_an_error_naming_it() {
         code != 0 && log.contains("nan.npy") && log.contains("NaN"),
         "{log}"
     );
+    // --allow-non-finite converts such a file, naming the tensor in a warning.
+    let (code, log) = run(rho()
+        .args([
+            "convert",
+            "--arch",
+            "slow_r18_tiny",
+            "--naming",
+            "pytorchvideo",
+        ])
+        .arg(&bad_w)
+        .arg(d.join("out.safetensors"))
+        .arg("--allow-non-finite"));
+    assert!(
+        code == 0 && log.contains("warning") && log.contains("NaN"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_pickle_nested_deeper_than_any_checkpoint_is_refused_by_embed_and_convert() {
+    let d = tmp("deep-pickle");
+    // A legacy torch.save layout whose object is 200 000 nested lists.
+    let mut f = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.\x80\x02M\xe9\x03.\x80\x02}q\x00.\x80\x02".to_vec();
+    f.extend(std::iter::repeat_n(b']', 200_000));
+    f.extend(std::iter::repeat_n(b'a', 199_999));
+    f.push(b'.');
+    let pth = d.join("deep.pth");
+    std::fs::write(&pth, f).unwrap();
+    let (code, log) = run(rho()
+        .args([
+            "convert",
+            "--arch",
+            "slow_r18_tiny",
+            "--naming",
+            "pytorchvideo",
+        ])
+        .arg(&pth)
+        .arg(d.join("o.safetensors")));
+    assert!(
+        code != 0 && log.contains("deep.pth") && log.contains("nests deeper"),
+        "{log}"
+    );
+    let clip = d.join("clip.npy");
+    let (code, log) = run(rho()
+        .args(["make-clip", "--shape", "1,3,4,32,32", "--out"])
+        .arg(&clip));
+    assert_eq!(code, 0, "{log}");
+    let (code, log) = run(rho()
+        .args(["embed", "--arch", "slow_r18_tiny", "--weights"])
+        .arg(&pth)
+        .arg("--input")
+        .arg(&clip)
+        .arg("--out")
+        .arg(d.join("f.npy")));
+    assert!(code != 0 && log.contains("nests deeper"), "{log}");
 }
 
 #[test]
@@ -467,4 +578,46 @@ fn a_clip_longer_than_every_frame_folder_is_refused_before_training() {
         "{log}"
     );
     assert!(started.elapsed().as_secs() < 60);
+}
+
+#[test]
+fn data_check_full_quarantines_frame_folders_with_empty_or_garbage_jpegs() {
+    let d = tmp("jpegs");
+    let data = d.join("synth");
+    let (code, log) = run(rho()
+        .args(["synth", "--classes", "2", "--train-per-class", "2"])
+        .args(["--test-per-class", "1", "--out"])
+        .arg(&data));
+    assert_eq!(code, 0, "{log}");
+    // A middle frame of folder 0 emptied, one of folder 1 overwritten with noise; the rest intact.
+    let folder = |i: usize| {
+        let line = std::fs::read_to_string(data.join("train.txt")).unwrap();
+        data.join(line.lines().nth(i).unwrap().split(' ').next().unwrap())
+    };
+    std::fs::write(folder(0).join("img_00010.jpg"), b"").unwrap();
+    std::fs::write(folder(1).join("img_00020.jpg"), [0x5au8; 900]).unwrap();
+    let q = d.join("quarantine.txt");
+    let check = |full: bool| {
+        let mut c = rho();
+        c.args(["data", "check"])
+            .arg(data.join("train.txt"))
+            .args(["--format", "frames", "--prefix"])
+            .arg(&data)
+            .arg("--quarantine")
+            .arg(&q);
+        if full {
+            c.arg("--full");
+        }
+        let (code, log) = run(&mut c);
+        assert_eq!(code, 0, "{log}");
+        std::fs::read_to_string(&q).unwrap_or_default()
+    };
+    // Without --full only the first and last frames are read: both folders pass.
+    assert_eq!(check(false).lines().count(), 0);
+    let bad = check(true);
+    assert_eq!(bad.lines().count(), 2, "{bad}");
+    for i in [0, 1] {
+        let name = folder(i).display().to_string();
+        assert!(bad.contains(&name), "{name} not quarantined: {bad}");
+    }
 }

@@ -209,11 +209,7 @@ fn read_auto(s: &DatasetSpec, prefix: &Path) -> Result<VideoIndex, DataError> {
     if s.index.is_dir() {
         return VideoIndex::folder_tree(&s.index);
     }
-    let text = std::fs::read_to_string(&s.index).map_err(|e| DataError::Index {
-        path: s.index.clone(),
-        line: 0,
-        reason: e.to_string(),
-    })?;
+    let text = crate::index::read(&s.index)?;
     let first = text
         .lines()
         .find(|l| !l.trim().is_empty())

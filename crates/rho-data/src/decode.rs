@@ -93,6 +93,7 @@ impl VideoDecoder {
         if !path.exists() {
             return Err(err(path, "no such file"));
         }
+        crate::file_guard::require_regular_file(path)?;
         let mut input =
             ffmpeg::format::input(path).map_err(|e| err(path, format!("cannot open ({e})")))?;
         let (stream, time_base, start_pts, fps, container_frames, params, duration) = {

@@ -28,6 +28,9 @@ pub fn read_frame_folder(
     let mut size = None;
     for &i in wanted {
         let file = dir.join(format!("img_{:05}.jpg", i.min(total_frames - 1) + 1));
+        if let Some(kind) = crate::file_guard::not_a_regular_file(&file) {
+            return Err(err(format!("{} is {kind}, not a JPEG", file.display())));
+        }
         let bytes = std::fs::read(&file).map_err(|e| err(format!("{}: {e}", file.display())))?;
         let opts = DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::RGB);
         let mut dec = JpegDecoder::new_with_options(bytes.as_slice(), opts);

@@ -48,7 +48,15 @@ pub enum Split {
     Test,
 }
 
-fn read(path: &Path) -> Result<String, DataError> {
+/// An index file's text; a FIFO or device would block the read, so it is refused by name.
+pub(crate) fn read(path: &Path) -> Result<String, DataError> {
+    if let Some(kind) = crate::file_guard::not_a_regular_file(path) {
+        return Err(DataError::Index {
+            path: path.to_path_buf(),
+            line: 0,
+            reason: format!("it is {kind}, not an index file"),
+        });
+    }
     std::fs::read_to_string(path).map_err(|e| DataError::Index {
         path: path.to_path_buf(),
         line: 0,

@@ -11,6 +11,7 @@ pub mod dataset;
 pub mod decode;
 pub mod error;
 pub mod eval_views;
+pub mod file_guard;
 pub mod frames;
 pub mod index;
 pub mod loader;
@@ -21,6 +22,7 @@ pub mod synthetic;
 
 pub use dataset::{DatasetSpec, IndexFormat};
 pub use error::DataError;
+pub use file_guard::{not_a_regular_file, require_regular_file, with_deadline};
 pub use index::{Split, VideoEntry, VideoIndex, VideoSource};
 pub use loader::{
     Batch, InOrderIter, LoaderConfig, LoaderPosition, Shard, ShortVideoPolicy, VideoLoader,

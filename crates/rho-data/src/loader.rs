@@ -497,23 +497,15 @@ fn load_sample(
 ) -> Result<Sample, DataError> {
     let entry = index.entries[sample].clone();
     let path = entry.source.path().to_path_buf();
-    let (tx, rx) = std::sync::mpsc::channel();
     let c = cfg.clone();
     // A decoder stuck on a pathological file is abandoned after the timeout (its thread ends
     // with the decode or the process); the loader moves on.
-    std::thread::spawn(move || {
-        let _ = tx.send(decode_sample(&entry.source, &c, epoch, sample));
-    });
-    let (frames, plan_views, vfr) =
-        match rx.recv_timeout(Duration::from_secs_f64(cfg.decode_timeout_s.max(0.001))) {
-            Ok(r) => r?,
-            Err(_) => {
-                return Err(DataError::Decode {
-                    path,
-                    reason: format!("decoding took longer than {} s", cfg.decode_timeout_s),
-                });
-            }
-        };
+    let (frames, plan_views, vfr) = crate::file_guard::with_deadline(
+        &path,
+        Duration::from_secs_f64(cfg.decode_timeout_s.max(0.001)),
+        "decoding",
+        move || decode_sample(&entry.source, &c, epoch, sample),
+    )?;
     if vfr {
         let mut set = bad
             .variable_frame_rate

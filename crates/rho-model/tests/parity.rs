@@ -93,6 +93,7 @@ fn pyslowfast_ssl_checkpoint_loads_its_backbone() {
     let opts = LoadOptions {
         naming: None,
         allow_partial: true,
+        ..Default::default()
     };
     let (model, report) =
         load_file(tiny(None).init::<B>(&Default::default()), &path, opts).unwrap();
@@ -138,6 +139,7 @@ fn export_writes_exactly_pytorchvideos_keys_and_round_trips() {
         let opts = LoadOptions {
             naming: Some(naming),
             allow_partial: false,
+            ..Default::default()
         };
         let (again, _) = load_file(tiny(Some(10)).init::<B>(&dev), &out, opts).unwrap();
         let io = io();

@@ -389,6 +389,12 @@ impl Recipe {
 
 /// A recipe file's text.
 pub(crate) fn read_file(path: &Path) -> Result<String, RecipeError> {
+    if let Some(kind) = rho_data::not_a_regular_file(path) {
+        return Err(RecipeError::Read {
+            path: path.to_path_buf(),
+            reason: format!("it is {kind}, not a recipe file"),
+        });
+    }
     std::fs::read_to_string(path).map_err(|e| RecipeError::Read {
         path: path.to_path_buf(),
         reason: e.to_string(),

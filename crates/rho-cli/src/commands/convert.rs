@@ -27,6 +27,9 @@ pub struct ConvertArgs {
     /// Drop a missing or unusable head (e.g. an SSL projection MLP) instead of failing.
     #[arg(long)]
     pub allow_partial: bool,
+    /// Read weights holding NaN or infinite values (listed in a warning) instead of refusing them.
+    #[arg(long)]
+    pub allow_non_finite: bool,
 }
 
 pub fn run<B: Backend>(a: &ConvertArgs, device: B::Device) -> Result<()> {
@@ -40,6 +43,7 @@ pub fn run<B: Backend>(a: &ConvertArgs, device: B::Device) -> Result<()> {
             naming: a.from,
             allow_partial: a.allow_partial,
             num_classes: None,
+            non_finite: crate::arch::non_finite(a.allow_non_finite),
         },
         &device,
     )?;

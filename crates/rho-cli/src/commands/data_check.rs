@@ -4,7 +4,7 @@
 //! quarantine file and estimates the decode cost of an epoch. It exits 0 once the scan completes.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -33,6 +33,64 @@ pub struct DataCheckArgs {
     /// Print every entry, not only the problems.
     #[arg(long)]
     pub verbose: bool,
+    /// Seconds one file may take to be checked before it is reported as blocking (a stalled
+    /// network mount) and skipped.
+    #[arg(long, default_value_t = 60.0)]
+    pub timeout_s: f64,
+}
+
+/// How much of a file the check decodes.
+#[derive(Clone, Copy)]
+enum Decode {
+    /// The header only.
+    None,
+    /// The first 64 frames, to estimate the decode speed.
+    Calibrate,
+    /// Every frame (`--full`).
+    All,
+}
+
+/// One file's findings, gathered off the caller's thread.
+struct FileScan {
+    probe: VideoProbe,
+    decoded: usize,
+    seconds: f64,
+    /// With `--full`: whether frames were missing, or the decode error.
+    full: Option<Result<bool, DataError>>,
+}
+
+/// Opens and probes `file` and decodes what `work` asks.
+fn scan_file(file: &Path, work: Decode) -> Result<FileScan, DataError> {
+    let started = Instant::now();
+    let mut dec = VideoDecoder::open(file)?;
+    let probe = dec.probe().clone();
+    let mut scan = FileScan {
+        decoded: 0,
+        seconds: 0.0,
+        full: None,
+        probe,
+    };
+    let n = scan.probe.num_frames;
+    if n < 2 {
+        return Ok(scan);
+    }
+    let decoded = match work {
+        Decode::None => return Ok(scan),
+        Decode::Calibrate => dec.read_frames(&(0..n.min(64)).collect::<Vec<_>>(), Some(256)),
+        Decode::All => dec.read_frames(&(0..n).collect::<Vec<_>>(), Some(64)),
+    };
+    match (work, decoded) {
+        (Decode::All, Err(e)) => scan.full = Some(Err(e)),
+        (_, Err(_)) => {}
+        (_, Ok(out)) => {
+            scan.decoded = out.decoded;
+            scan.seconds = started.elapsed().as_secs_f64();
+            if let Decode::All = work {
+                scan.full = Some(Ok(!out.missing.is_empty()));
+            }
+        }
+    }
+    Ok(scan)
 }
 
 #[derive(Default)]
@@ -112,53 +170,68 @@ impl Checker<'_> {
     /// Frame folders: the listed count against the JPEGs present, and the first and last
     /// frames must decode.
     fn check_frame_dir(&mut self, path: PathBuf, dir: &Path, total_frames: usize) {
-        let t = &mut self.t;
-        let present = std::fs::read_dir(dir)
-            .map(|r| {
-                r.filter_map(|e| e.ok())
-                    .filter(|e| e.file_name().to_string_lossy().starts_with("img_"))
-                    .count()
-            })
-            .unwrap_or(0);
         // Every frame with --full (0-byte or garbage JPEGs anywhere), else the first and last.
         let frames: Vec<usize> = match self.a.full {
             true => (0..total_frames).collect(),
             false => vec![0, total_frames.saturating_sub(1)],
         };
-        let check = rho_data::frames::read_frame_folder(dir, total_frames, &frames, None);
-        match (present, check) {
-            (0, _) => t
+        let d = dir.to_path_buf();
+        let deadline = Duration::from_secs_f64(self.a.timeout_s.max(0.001));
+        let scan = rho_data::with_deadline(dir, deadline, "checking", move || {
+            let present = std::fs::read_dir(&d)
+                .map(|r| {
+                    r.filter_map(|e| e.ok())
+                        .filter(|e| e.file_name().to_string_lossy().starts_with("img_"))
+                        .count()
+                })
+                .unwrap_or(0);
+            let check = rho_data::frames::read_frame_folder(&d, total_frames, &frames, None);
+            Ok((present, check))
+        });
+        let t = &mut self.t;
+        match scan {
+            Err(err) => t.bad.push((path, err.to_string())),
+            Ok((0, _)) => t
                 .bad
                 .push((path, format!("{}: no img_*.jpg frames", dir.display()))),
-            (_, Err(err)) => t.bad.push((path, err.to_string())),
-            (n, Ok(_)) if n != total_frames => {
+            Ok((_, Err(err))) => t.bad.push((path, err.to_string())),
+            Ok((n, Ok(_))) if n != total_frames => {
                 t.count_mismatch.push(path);
                 t.ok += 1;
             }
-            _ => t.ok += 1,
+            Ok(_) => t.ok += 1,
         }
     }
 
     /// A container file: the probe's findings always count; with `--full` a failed decode
-    /// makes the file bad, otherwise the first files calibrate the decode speed.
+    /// makes the file bad, otherwise the first files calibrate the decode speed. The scan of
+    /// one file runs under `--timeout-s`, so a file that blocks is reported, not waited for.
     fn check_file(&mut self, path: PathBuf, file: &Path) {
         // Opening a FIFO or a device would block the scan: named and skipped instead.
-        if let Some(kind) = not_a_regular_file(file) {
+        if let Some(kind) = rho_data::not_a_regular_file(file) {
             self.t.bad.push((
                 path,
                 format!("{} is {kind}, not a video file", file.display()),
             ));
             return;
         }
-        let started = Instant::now();
-        let mut dec = match VideoDecoder::open(file) {
-            Ok(d) => d,
+        let work = match (self.a.full, self.t.decoded_frames < 2000) {
+            (true, _) => Decode::All,
+            (false, true) => Decode::Calibrate,
+            (false, false) => Decode::None,
+        };
+        let f = file.to_path_buf();
+        let deadline = Duration::from_secs_f64(self.a.timeout_s.max(0.001));
+        let scan = match rho_data::with_deadline(file, deadline, "checking", move || {
+            scan_file(&f, work)
+        }) {
+            Ok(s) => s,
             Err(err) => {
                 self.t.bad.push((path, err.to_string()));
                 return;
             }
         };
-        let p = dec.probe().clone();
+        let p = &scan.probe;
         if p.num_frames < 2 {
             let reason = format!(
                 "{} has {} frame(s): no clip can be sampled",
@@ -168,26 +241,28 @@ impl Checker<'_> {
             self.t.bad.push((path, reason));
             return;
         }
-        self.record_probe(&path, &p);
+        self.record_probe(&path, p);
+        self.t.decoded_frames += scan.decoded;
+        self.t.decode_seconds += scan.seconds;
         let mut note = String::new();
-        if self.a.full {
-            match self.decode_full(&mut dec, &p, &path, started) {
-                Ok(n) => note = n,
-                Err(err) => {
-                    self.t.bad.push((path, err.to_string()));
-                    return;
-                }
+        match scan.full {
+            Some(Err(err)) => {
+                self.t.bad.push((path, err.to_string()));
+                return;
             }
-        } else if self.t.decoded_frames < 2000 {
-            // Calibrate the decode speed on the first videos.
-            let n = p.num_frames.min(64);
-            if let Ok(out) = dec.read_frames(&(0..n).collect::<Vec<_>>(), Some(256)) {
-                self.t.decoded_frames += out.decoded;
-                self.t.decode_seconds += started.elapsed().as_secs_f64();
+            Some(Ok(missing))
+                if p.container_frames.is_some_and(|c| c != scan.decoded) || missing =>
+            {
+                self.t.count_mismatch.push(path.clone());
+                note = format!(
+                    ", container says {:?}, decoded {}",
+                    p.container_frames, scan.decoded
+                );
             }
+            _ => {}
         }
         if self.a.verbose {
-            self.print_entry(&path, &p, &note);
+            self.print_entry(&path, p, &note);
         }
         self.t.ok += 1;
     }
@@ -209,29 +284,6 @@ impl Checker<'_> {
         // average) through its span.
         let per_clip = (span + p.max_gop() / 2).min(p.num_frames);
         t.frames_per_epoch += (self.a.rho * per_clip).min(p.num_frames) as f64;
-    }
-
-    /// Decodes every frame to catch containers that misstate their frame count; returns the
-    /// note for the verbose line.
-    fn decode_full(
-        &mut self,
-        dec: &mut VideoDecoder,
-        p: &VideoProbe,
-        path: &Path,
-        started: Instant,
-    ) -> Result<String, DataError> {
-        let t = &mut self.t;
-        let out = dec.read_frames(&(0..p.num_frames).collect::<Vec<_>>(), Some(64))?;
-        t.decoded_frames += out.decoded;
-        t.decode_seconds += started.elapsed().as_secs_f64();
-        if p.container_frames.is_some_and(|c| c != out.decoded) || !out.missing.is_empty() {
-            t.count_mismatch.push(path.to_path_buf());
-            return Ok(format!(
-                ", container says {:?}, decoded {}",
-                p.container_frames, out.decoded
-            ));
-        }
-        Ok(String::new())
     }
 
     fn print_entry(&self, path: &Path, p: &VideoProbe, note: &str) {
@@ -326,27 +378,4 @@ fn write_quarantine(q: &Path, t: &Tally) -> Result<()> {
         t.bad.len()
     );
     Ok(())
-}
-
-/// What `path` is when it is not a regular file (following symlinks).
-fn not_a_regular_file(path: &Path) -> Option<&'static str> {
-    let t = std::fs::metadata(path).ok()?.file_type();
-    if t.is_file() {
-        return None;
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        if t.is_fifo() {
-            return Some("a FIFO");
-        }
-        if t.is_char_device() || t.is_block_device() {
-            return Some("a device");
-        }
-    }
-    Some(if t.is_dir() {
-        "a directory"
-    } else {
-        "a special file"
-    })
 }

@@ -25,6 +25,9 @@ pub struct EmbedArgs {
     /// Accept a missing or different classification head.
     #[arg(long)]
     pub allow_partial: bool,
+    /// Read weights holding NaN or infinite values (listed in a warning) instead of refusing them.
+    #[arg(long)]
+    pub allow_non_finite: bool,
     /// Input clips, float32 [N, 3, T, H, W], already normalised.
     #[arg(long)]
     pub input: PathBuf,
@@ -54,6 +57,7 @@ pub fn run<B: Backend>(a: &EmbedArgs, device: B::Device) -> Result<()> {
             naming: a.naming,
             allow_partial: a.allow_partial,
             num_classes: None,
+            non_finite: crate::arch::non_finite(a.allow_non_finite),
         },
         &device,
     )?;

@@ -7,7 +7,7 @@ use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 
 use super::naming::{slots, transpose, Naming, Role, Slot, NAMINGS};
-use super::state_dict::StateDict;
+use super::state_dict::{NonFinite, StateDict};
 use crate::error::ModelError;
 use crate::resnet::ResNet3d;
 
@@ -22,6 +22,8 @@ pub struct LoadOptions {
     /// Accept a missing or mis-shaped classification head (it keeps its fresh init). The
     /// backbone must always match completely.
     pub allow_partial: bool,
+    /// What reading a file does with NaN or infinite values.
+    pub non_finite: NonFinite,
 }
 
 /// Why weights do not fit a network.

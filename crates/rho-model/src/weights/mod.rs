@@ -4,6 +4,7 @@
 mod export;
 mod load;
 mod naming;
+mod pickle_nesting;
 mod state_dict;
 
 pub use export::{save_safetensors, to_state_dict, write_atomically, write_safetensors};
@@ -11,7 +12,8 @@ pub use load::{
     detect_naming, head_classes, load_state_dict, LoadOptions, LoadReport, MismatchReport,
 };
 pub use naming::{slots, Naming, Role, Slot, NAMINGS};
-pub use state_dict::{RawTensor, StateDict};
+pub use pickle_nesting::MAX_NESTING;
+pub use state_dict::{NonFinite, RawTensor, StateDict};
 
 use std::path::Path;
 
@@ -26,7 +28,7 @@ pub fn load_file<B: Backend>(
     path: &Path,
     opts: LoadOptions,
 ) -> Result<(ResNet3d<B>, LoadReport), ModelError> {
-    let sd = StateDict::read(path)?;
+    let sd = StateDict::read_with(path, opts.non_finite)?;
     load_state_dict(model, &sd, opts).map_err(|e| match e {
         ModelError::KeyMismatch(r) => ModelError::ReadWeights {
             path: path.to_path_buf(),

@@ -27,6 +27,8 @@ pub struct StateDict {
     /// Keys dropped while reading (for example a momentum encoder's `backbone_hist.*` next to
     /// the `backbone.*` that was kept), reported to the user.
     pub dropped: Vec<String>,
+    /// Tensors holding NaN or infinite values (only when read with [`NonFinite::Allow`]).
+    pub non_finite: Vec<String>,
 }
 
 /// Whether `path` starts like a rho pre-training checkpoint (`RHOCKPT`, any format version).
@@ -38,19 +40,42 @@ fn is_rho_checkpoint(path: &Path) -> bool {
         .is_ok_and(|()| &magic == b"RHOCKPT")
 }
 
+/// What reading does with NaN and infinite values in the weights.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NonFinite {
+    /// Refuse the file, naming the first tensor that holds one (a diverged or corrupt run).
+    #[default]
+    Refuse,
+    /// Read it anyway (to convert or inspect such a file); the tensors are listed in
+    /// [`StateDict::non_finite`].
+    Allow,
+}
+
 /// Top-level keys under which training checkpoints keep their weights.
 const WRAPPER_KEYS: &[&str] = &["model_state", "state_dict", "model"];
 
 impl StateDict {
     /// Reads `.safetensors`, or a PyTorch `.pyth/.pt/.pth/.bin` pickle (zip or legacy format),
     /// unwrapping `model_state`/`state_dict`/`model` and a `backbone.`/`module.` prefix.
+    /// NaN or infinite values are refused ([`Self::read_with`] can accept them).
     pub fn read(path: &Path) -> Result<Self, ModelError> {
+        Self::read_with(path, NonFinite::Refuse)
+    }
+
+    /// [`Self::read`] with a choice of what to do with NaN or infinite values.
+    pub fn read_with(path: &Path, non_finite: NonFinite) -> Result<Self, ModelError> {
         let read_err = |reason: String| ModelError::ReadWeights {
             path: path.to_path_buf(),
             reason,
         };
         if !path.exists() {
             return Err(read_err("no such file".into()));
+        }
+        // A FIFO or device would block the reads below.
+        if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+            return Err(read_err(
+                "not a regular file (a directory, FIFO or device); pass a weights file".into(),
+            ));
         }
         if is_rho_checkpoint(path) {
             return Err(read_err("this is a rho training checkpoint, not a weights file; `rho eval --weights` reads it directly, and the run's backbone.safetensors holds the same backbone for the other commands".into()));
@@ -66,15 +91,22 @@ impl StateDict {
             Self::read_pickle(path).map_err(read_err)?
         };
         sd.strip_prefixes();
-        if let Some((name, t)) = sd
+        sd.non_finite = sd
             .tensors
             .iter()
-            .find(|(_, t)| t.data.iter().any(|v| !v.is_finite()))
-        {
+            .filter(|(_, t)| t.data.iter().any(|v| !v.is_finite()))
+            .map(|(name, _)| name.clone())
+            .collect();
+        if let (NonFinite::Refuse, Some(name)) = (non_finite, sd.non_finite.first()) {
+            let t = &sd.tensors[name];
             let bad = t.data.iter().filter(|v| !v.is_finite()).count();
             return Err(read_err(format!(
-                "tensor `{name}` holds {bad} NaN or infinite value(s) of {}; the weights are corrupt or come from a diverged run",
-                t.data.len()
+                "tensor `{name}` holds {bad} NaN or infinite value(s) of {}{}; the weights are corrupt or come from a diverged run (the CLI's --allow-non-finite reads them anyway)",
+                t.data.len(),
+                match sd.non_finite.len() {
+                    1 => String::new(),
+                    n => format!(", and {} more tensor(s) do too", n - 1),
+                }
             )));
         }
         if sd.tensors.is_empty() {
@@ -104,11 +136,12 @@ impl StateDict {
         }
         Ok(Self {
             tensors,
-            dropped: Vec::new(),
+            ..Self::default()
         })
     }
 
     fn read_pickle(path: &Path) -> Result<Self, String> {
+        super::pickle_nesting::check(path)?;
         // Checkpoints wrap the weights (PySlowFast: `model_state`); plain state_dicts do not.
         let mut last_err = String::new();
         let mut reader = None;
@@ -145,7 +178,7 @@ impl StateDict {
         }
         Ok(Self {
             tensors,
-            dropped: Vec::new(),
+            ..Self::default()
         })
     }
 

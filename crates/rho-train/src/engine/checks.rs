@@ -43,8 +43,7 @@ fn not_regular_files(recipe: &Recipe, index: &VideoIndex) -> Result<(), TrainErr
             _ => None,
         })
         .filter_map(|p| {
-            let t = std::fs::metadata(p).ok()?.file_type();
-            (!t.is_file()).then(|| format!("{} ({})", p.display(), file_kind(&t)))
+            rho_data::not_a_regular_file(p).map(|kind| format!("{} ({kind})", p.display()))
         })
         .collect();
     if odd.is_empty() {
@@ -58,30 +57,9 @@ fn not_regular_files(recipe: &Recipe, index: &VideoIndex) -> Result<(), TrainErr
     )))
 }
 
-#[cfg(not(unix))]
-fn file_kind(t: &std::fs::FileType) -> &'static str {
-    if t.is_dir() {
-        "a directory"
-    } else {
-        "not a regular file"
-    }
-}
-
-#[cfg(unix)]
-fn file_kind(t: &std::fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    if t.is_dir() {
-        "a directory"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_char_device() || t.is_block_device() {
-        "a device"
-    } else if t.is_socket() {
-        "a socket"
-    } else {
-        "not a regular file"
-    }
-}
+/// How long the pre-flight waits for one video's probe (a header read, normally milliseconds).
+#[cfg(feature = "video")]
+const PROBE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Probes a few videos (container files and frame folders): if none is as long as one clip,
 /// every clip would be padding.
@@ -95,9 +73,14 @@ fn clip_fits_the_videos(recipe: &Recipe, index: &VideoIndex) -> Result<(), Train
                 Some((*total_frames, loader.frame_folder_fps))
             }
             #[cfg(feature = "video")]
-            rho_data::VideoSource::File(p) => rho_data::decode::VideoDecoder::open(p)
+            rho_data::VideoSource::File(p) => {
+                let path = p.clone();
+                rho_data::with_deadline(p, PROBE_DEADLINE, "probing", move || {
+                    rho_data::decode::VideoDecoder::open(&path)
+                        .map(|d| (d.probe().num_frames, d.probe().fps))
+                })
                 .ok()
-                .map(|d| (d.probe().num_frames, d.probe().fps)),
+            }
             #[cfg(not(feature = "video"))]
             rho_data::VideoSource::File(_) => None,
         };

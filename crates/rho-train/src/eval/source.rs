@@ -70,6 +70,7 @@ pub fn load_backbone<B: Backend>(
                 LoadOptions {
                     naming: None,
                     allow_partial: true,
+                    ..Default::default()
                 },
             )?;
             model.head = None;
