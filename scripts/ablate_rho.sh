@@ -13,7 +13,7 @@ OUT=${1:-runs/ablate_rho}
 shift || true
 scripts/setup.sh
 cargo build --release --locked -p rho-cli
-RHO=${CARGO_TARGET_DIR:-target}/release/rho
+RHO=$(scripts/rho_binary.sh)
 mkdir -p "$OUT"
 for seed in 0 1 2; do
   for rho in 1 2 3 4; do

@@ -5,7 +5,7 @@
 # Env: FRAMES, STRIDE, RHO, SHORT_SIDE, PYTHON, RHO (binary).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RHO=${RHO:-target/release/rho}
+RHO=${RHO:-$(scripts/rho_binary.sh)}
 PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
 FRAMES=${FRAMES:-8} STRIDE=${STRIDE:-8} RHO_CLIPS=${RHO_CLIPS:-4} SHORT_SIDE=${SHORT_SIDE:-256}
 [ -x "$RHO" ] || cargo build --release -p rho-cli

@@ -3,11 +3,11 @@
 #
 #   scripts/bench_model.sh [ARCH BATCH FRAMES SIZE] ...   (default: the two issue settings)
 #
-# Env: RHO (binary, default target/release/rho), PYTHON (default .venv/bin/python or python3),
+# Env: RHO (binary, default: cargo's release build, scripts/rho_binary.sh), PYTHON (default .venv/bin/python or python3),
 #      THREADS (default: all cores), STEPS (default 5), RHO_BACKEND (default: rho's default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RHO=${RHO:-target/release/rho}
+RHO=${RHO:-$(scripts/rho_binary.sh)}
 PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
 THREADS=${THREADS:-$(nproc)}
 STEPS=${STEPS:-5}

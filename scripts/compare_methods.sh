@@ -28,7 +28,7 @@ while [ $# -gt 0 ]; do
 done
 scripts/setup.sh --python
 cargo build --release --locked -p rho-cli
-RHO=${CARGO_TARGET_DIR:-target}/release/rho
+RHO=$(scripts/rho_binary.sh)
 PY=.venv/bin/python
 mkdir -p "$OUT"
 DATA=$OUT/data

@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build --release --locked -p rho-cli
-exec target/release/rho demo "$@"
+exec "$(scripts/rho_binary.sh)" demo "$@"

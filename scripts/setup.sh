@@ -34,7 +34,7 @@ if [ "${1:-}" = "--python" ]; then
   if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
   fi
-  .venv/bin/python -c "import torch, torchvision, pytorchvideo, safetensors, yacs, lightly" 2>/dev/null || \
-    .venv/bin/pip install --quiet torch torchvision pytorchvideo safetensors numpy yacs lightly
+  .venv/bin/python -c "import torch, torchvision, pytorchvideo, safetensors, yacs, lightly, tensorboard" 2>/dev/null || \
+    .venv/bin/pip install --quiet torch torchvision pytorchvideo safetensors numpy yacs lightly tensorboard
 fi
 echo "setup: ok"

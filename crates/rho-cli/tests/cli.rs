@@ -56,6 +56,19 @@ fn embed_convert_and_clear_errors() {
             "--allow-partial",
         ]));
     assert!(ok, "{log}");
+    // The same weights exported by another process give the same bytes (sorted header).
+    let again = d.join("w2.safetensors");
+    let (ok, log) = run(rho()
+        .args(["convert"])
+        .arg(fixture("slow_r50_tiny_pyslowfast.pyth"))
+        .arg(&again)
+        .args(["--naming", "pytorchvideo", "--arch", "slow_r50_tiny"])
+        .arg("--allow-partial"));
+    assert!(ok, "{log}");
+    assert!(
+        std::fs::read(&w).unwrap() == std::fs::read(&again).unwrap(),
+        "two exports of the same weights differ"
+    );
     let feats = d.join("f.npy");
     let (ok, log) = run(rho()
         .args(["embed", "--arch", "slow_r50_tiny", "--weights"])

@@ -301,6 +301,18 @@ fn a_resumed_run_logs_each_step_once() {
         .filter_map(|v| v.get("step").and_then(|s| s.as_u64()))
         .collect();
     assert_eq!(steps, [0, 1, 2, 3, 4], "{metrics}");
+    // The TensorBoard events too: each scalar once per step, the resumed run's values for 2..4.
+    let events = rho_train::tensorboard::read_scalars(&out.join(rho_train::tensorboard::FILE_NAME))
+        .unwrap();
+    let loss: Vec<i64> = events
+        .iter()
+        .filter(|e| e.tag == "train/loss")
+        .map(|e| e.step)
+        .collect();
+    assert_eq!(loss, [0, 1, 2, 3, 4]);
+    for tag in ["train/lr", "train/pos_sim", "perf/clips_per_s", "perf/data_wait_share"] {
+        assert_eq!(events.iter().filter(|e| e.tag == tag).count(), 5, "{tag}");
+    }
 }
 
 #[test]

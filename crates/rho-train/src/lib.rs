@@ -13,6 +13,7 @@ pub mod recipe;
 pub mod run_lock;
 pub mod schedule;
 pub mod step;
+pub mod tensorboard;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use distributed::pretrain_data_parallel;

@@ -103,7 +103,45 @@ pub fn write_safetensors(
         .collect();
     meta.entry("format".into()).or_insert_with(|| "pt".into());
     let serialized = safetensors::serialize(views, Some(meta)).map_err(|e| werr(e.to_string()))?;
-    write_atomically(path, &serialized).map_err(|e| werr(e.to_string()))
+    let canonical = canonical_header(serialized).map_err(werr)?;
+    write_atomically(path, &canonical).map_err(|e| werr(e.to_string()))
+}
+
+/// safetensors writes its `__metadata__` map in hash order, which differs from process to
+/// process: the same weights would give different bytes (and miss every cache keyed by them).
+/// The header is rewritten with every key sorted; the tensor bytes and offsets are unchanged.
+fn canonical_header(serialized: Vec<u8>) -> Result<Vec<u8>, String> {
+    let bad = |e: &dyn std::fmt::Display| format!("rewriting the safetensors header: {e}");
+    let len = serialized
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()) as usize)
+        .filter(|n| 8 + n <= serialized.len())
+        .ok_or_else(|| bad(&"truncated"))?;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&serialized[8..8 + len]).map_err(|e| bad(&e))?;
+    let sorted = |m: serde_json::Map<String, serde_json::Value>| {
+        let mut entries: Vec<_> = m.into_iter().collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries
+    };
+    let mut out = serde_json::Map::new();
+    for (key, value) in sorted(header) {
+        let value = match value {
+            serde_json::Value::Object(meta) if key == "__metadata__" => {
+                serde_json::Value::Object(sorted(meta).into_iter().collect())
+            }
+            other => other,
+        };
+        out.insert(key, value);
+    }
+    let mut text = serde_json::to_vec(&out).map_err(|e| bad(&e))?;
+    // safetensors pads the header with spaces to a multiple of 8 so the data stays aligned.
+    text.resize(text.len().next_multiple_of(8), b' ');
+    let mut bytes = Vec::with_capacity(8 + text.len() + serialized.len() - 8 - len);
+    bytes.extend((text.len() as u64).to_le_bytes());
+    bytes.extend(text);
+    bytes.extend(&serialized[8 + len..]);
+    Ok(bytes)
 }
 
 /// Writes `path` so that a reader sees the old file or the new one, never a part: a temporary

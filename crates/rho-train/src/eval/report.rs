@@ -93,12 +93,30 @@ impl EvalReport {
             .map_err(err)?;
         rho_model::weights::write_atomically(&dir.join("results.md"), self.markdown().as_bytes())
             .map_err(err)?;
+        self.write_events(dir).map_err(err)?;
         confusion_png(
             &self.confusion,
             &format!("{} {}: top-1 {:.1}%", self.protocol, self.arch, self.top1),
         )
         .save_png(&dir.join("confusion.png"))
         .map_err(err)
+    }
+}
+
+impl EvalReport {
+    /// TensorBoard scalars of the evaluation (`eval/PROTOCOL/...`): the loss per epoch of a
+    /// trained protocol, then top-1, top-5 and mean-class accuracy at the last epoch.
+    fn write_events(&self, dir: &Path) -> std::io::Result<()> {
+        let mut e = crate::tensorboard::EventWriter::create(dir, None)?;
+        let tag = |name: &str| format!("eval/{}/{name}", self.protocol);
+        for (epoch, loss) in self.loss_per_epoch.iter().enumerate() {
+            e.scalar(&tag("loss"), epoch as i64 + 1, *loss)?;
+        }
+        let last = self.loss_per_epoch.len() as i64;
+        e.scalar(&tag("top1"), last, self.top1)?;
+        e.scalar(&tag("top5"), last, self.top5)?;
+        e.scalar(&tag("mean_class"), last, self.mean_class)?;
+        e.flush()
     }
 }
 

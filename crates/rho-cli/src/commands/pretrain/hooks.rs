@@ -46,6 +46,8 @@ pub struct CliHooks<B: Backend> {
     pub device: B::Device,
     /// (epoch, kNN top-1) so far, for knn.png.
     knn: Vec<(f64, f64)>,
+    /// Steps done so far (the TensorBoard step of the kNN monitor).
+    steps_done: usize,
 }
 
 impl<B: Backend> CliHooks<B> {
@@ -57,6 +59,7 @@ impl<B: Backend> CliHooks<B> {
             monitor,
             device,
             knn: Vec::new(),
+            steps_done: 0,
         }
     }
 
@@ -84,6 +87,7 @@ impl<B: Backend> CliHooks<B> {
 
 impl<B: Backend> Hooks<Autodiff<B>> for CliHooks<B> {
     fn on_step(&mut self, log: &StepLog) {
+        self.steps_done = log.step + 1;
         if let Some(r) = self.reporter() {
             r.step(log);
         }
@@ -105,10 +109,13 @@ impl<B: Backend> Hooks<Autodiff<B>> for CliHooks<B> {
         );
         self.knn.push((epoch as f64, acc.top1));
         let line = serde_json::json!({"epoch": epoch, "knn_top1": acc.top1, "knn_top5": acc.top5});
+        let step = self.steps_done;
         let Some(reporter) = self.reporter() else {
             return Ok(());
         };
         reporter.write_line(Ok(line.to_string()));
+        reporter.scalar("knn/top1", step, acc.top1);
+        reporter.scalar("knn/top5", step, acc.top5);
         let knn_png = reporter.dir().join("knn.png");
         let plot = rho_train::plot::LinePlot {
             title: "kNN top-1 (%)".into(),

@@ -1,8 +1,9 @@
 //! `Reporter`: what a user sees of a run while it trains. A progress bar with indicatif's own
-//! rate and ETA, one line per step in `metrics.jsonl` (opened once), and the loss,
-//! learning-rate and collapse plots refreshed every few steps. A resumed run continues the
-//! metrics from the checkpoint's step: the killed run's later lines are dropped, so every step
-//! appears once, and the plots draw the whole run.
+//! rate and ETA, one line per step in `metrics.jsonl` (opened once), the same scalars for
+//! TensorBoard (`events.out.tfevents.rho`), and the loss, learning-rate and collapse plots
+//! refreshed every few steps. A resumed run continues the metrics and the events from the
+//! checkpoint's step: the killed run's later steps are dropped, so every step appears once, and
+//! the plots draw the whole run.
 
 use std::fs::File;
 use std::io::{LineWriter, Write};
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use rho_train::tensorboard::EventWriter;
 use rho_train::StepLog;
 
 /// What the plots show of one step.
@@ -66,6 +68,7 @@ pub struct Reporter {
     dir: PathBuf,
     metrics_path: PathBuf,
     metrics: LineWriter<File>,
+    events: EventWriter,
     bar: ProgressBar,
     plot_every: usize,
     history: Vec<StepRecord>,
@@ -90,6 +93,8 @@ impl Reporter {
             .append(true)
             .open(&metrics_path)
             .with_context(|| format!("cannot write {}", metrics_path.display()))?;
+        let events = EventWriter::create(dir, resumed_at.map(|s| s as i64))
+            .with_context(|| format!("cannot write {}", dir.join(rho_train::tensorboard::FILE_NAME).display()))?;
         let history = kept
             .iter()
             .filter_map(|l| serde_json::from_str(l).ok())
@@ -104,6 +109,7 @@ impl Reporter {
             dir: dir.to_path_buf(),
             metrics_path,
             metrics: LineWriter::new(file),
+            events,
             bar,
             plot_every,
             history,
@@ -141,6 +147,32 @@ impl Reporter {
         }
         let line = serde_json::to_string(log).map_err(anyhow::Error::from);
         self.write_line(line);
+        let result = self.write_events(log);
+        self.keep_error(result);
+    }
+
+    /// The step's scalars for TensorBoard: every metric under `train/`, the learning rate, and
+    /// the throughput and data-wait share under `perf/`.
+    fn write_events(&mut self, log: &StepLog) -> Result<()> {
+        let step = log.step as i64;
+        let e = &mut self.events;
+        e.scalar("train/lr", step, log.lr)?;
+        e.scalar("train/epoch", step, log.epoch)?;
+        for (key, value) in &log.metrics {
+            e.scalar(&format!("train/{key}"), step, *value)?;
+        }
+        if log.step_s > 0.0 {
+            e.scalar("perf/clips_per_s", step, log.clips as f64 / log.step_s)?;
+            e.scalar("perf/data_wait_share", step, log.data_wait_s / log.step_s)?;
+        }
+        Ok(e.flush()?)
+    }
+
+    /// One more scalar for TensorBoard (e.g. the kNN monitor's), at training step `step`.
+    pub fn scalar(&mut self, tag: &str, step: usize, value: f64) {
+        let e = &mut self.events;
+        let result = e.scalar(tag, step as i64, value).and_then(|()| e.flush());
+        self.keep_error(result.map_err(anyhow::Error::from));
     }
 
     /// The run's output folder.
