@@ -58,7 +58,7 @@ impl IndexArgs {
 }
 
 /// `--format`: the names of rho-data's format table, each with its description in `--help`.
-fn format_parser() -> impl TypedValueParser<Value = IndexFormat> {
+pub(crate) fn format_parser() -> impl TypedValueParser<Value = IndexFormat> {
     let names = FORMATS
         .iter()
         .map(|f| clap::builder::PossibleValue::new(f.name).help(f.description));

@@ -718,3 +718,215 @@ fn an_mpi_rank_waiting_past_the_timeout_stops_the_job_with_rank_and_call() {
         "{log}"
     );
 }
+
+/// The float32 data and shape of a `.npy` rho wrote (version 1 header).
+fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    let b = std::fs::read(path).unwrap();
+    let n = u16::from_le_bytes([b[8], b[9]]) as usize;
+    let header = String::from_utf8_lossy(&b[10..10 + n]).to_string();
+    let shape = header
+        .split("'shape': (")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .unwrap()
+        .split(',')
+        .filter_map(|x| x.trim().parse().ok())
+        .collect();
+    let data = b[10 + n..]
+        .chunks(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    (shape, data)
+}
+
+/// A float32 C-order `.npy`, written here by hand (not by rho).
+fn write_npy(path: &Path, shape: &[usize], data: &[f32]) {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let mut header = format!(
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({},), }}",
+        dims.join(", ")
+    );
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut b = b"\x93NUMPY\x01\x00".to_vec();
+    b.extend((header.len() as u16).to_le_bytes());
+    b.extend(header.as_bytes());
+    b.extend(data.iter().flat_map(|v| v.to_le_bytes()));
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn embed_on_videos_equals_the_same_centre_clip_given_as_npy() {
+    let d = tmp("embed-videos");
+    let data = d.join("synth");
+    let (ok, log) = run(rho()
+        .args(["synth", "--classes", "2", "--train-per-class", "2"])
+        .args(["--test-per-class", "1", "--out"])
+        .arg(&data));
+    assert!(ok, "{log}");
+    let w = d.join("w.safetensors");
+    let (ok, log) = run(rho()
+        .args(["init", "--arch", "slow_r18_tiny", "--out"])
+        .arg(&w));
+    assert!(ok, "{log}");
+    let embed = |input: &Path, out: &Path, extra: &[&str]| {
+        run(rho()
+            .args(["embed", "--arch", "slow_r18_tiny", "--weights"])
+            .arg(&w)
+            .arg("--input")
+            .arg(input)
+            .arg("--out")
+            .arg(out)
+            .args(["--frames", "4", "--stride", "2", "--size", "64"])
+            .args(["--batch-size", "3"])
+            .args(extra))
+    };
+    // Four frame folders of the train list, plus one that does not exist: skipped, and named.
+    let list = std::fs::read_to_string(data.join("train.txt")).unwrap();
+    let with_bad = d.join("with_bad.txt");
+    std::fs::write(&with_bad, format!("{list}train/nowhere/0000 64 1\n")).unwrap();
+    let feats = d.join("f.npy");
+    let (ok, log) = embed(
+        &with_bad,
+        &feats,
+        &["--format", "frames", "--prefix", data.to_str().unwrap()],
+    );
+    assert!(
+        ok && log.contains("skipped") && log.contains("nowhere"),
+        "{log}"
+    );
+    let (shape, f) = read_npy(&feats);
+    assert_eq!(shape[0], 4, "{log}");
+    let dim = shape[1];
+    let rows = std::fs::read_to_string(d.join("f.npy.videos.jsonl")).unwrap();
+    assert_eq!(rows.lines().count(), 4);
+    assert!(
+        rows.lines().next().unwrap().contains("\"label\":0"),
+        "{rows}"
+    );
+    // --strict stops at the bad one.
+    let (ok, log) = embed(
+        &with_bad,
+        &d.join("s.npy"),
+        &[
+            "--format",
+            "frames",
+            "--prefix",
+            data.to_str().unwrap(),
+            "--strict",
+        ],
+    );
+    assert!(!ok && log.contains("nowhere"), "{log}");
+    // The centre clip of the first video built here from its JPEGs: 64 frames, span 4 × 2 = 8,
+    // start ⌊(64 − 8)/2⌋ = 28, frames 28 + ⌊7·i/3⌋; 64² frames need no resize or crop;
+    // normalised with mean 0.45 and std 0.225, laid out [1, 3, T, H, W].
+    let first = list.lines().next().unwrap().split(' ').next().unwrap();
+    let (mut clip, t, side) = (Vec::new(), 4usize, 64usize);
+    let frames: Vec<Vec<u8>> = [28, 30, 32, 35]
+        .iter()
+        .map(|i| {
+            let jpeg = data.join(first).join(format!("img_{:05}.jpg", i + 1));
+            let (_, _, rgb) =
+                rho_data::frames::read_frame_folder(jpeg.parent().unwrap(), 64, &[*i], None)
+                    .unwrap();
+            rgb
+        })
+        .collect();
+    for c in 0..3 {
+        for frame in &frames {
+            for p in 0..side * side {
+                clip.push((frame[p * 3 + c] as f32 / 255.0 - 0.45) / 0.225);
+            }
+        }
+    }
+    let npy = d.join("clip.npy");
+    write_npy(&npy, &[1, 3, t, side, side], &clip);
+    let one = d.join("one.npy");
+    let (ok, log) = embed(&npy, &one, &[]);
+    assert!(ok, "{log}");
+    let (_, g) = read_npy(&one);
+    let scale = g.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let worst = f[..dim]
+        .iter()
+        .zip(&g)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        worst <= 1e-5 * scale.max(1e-6),
+        "video vs npy features differ by {worst} (scale {scale})"
+    );
+    // Test views: 2 clips × 3 crops kept per view.
+    let (ok, log) = embed(
+        &data.join("test.txt"),
+        &d.join("v.safetensors"),
+        &[
+            "--format",
+            "frames",
+            "--prefix",
+            data.to_str().unwrap(),
+            "--views",
+            "test",
+            "--clips",
+            "2",
+            "--per-view",
+        ],
+    );
+    assert!(ok, "{log}");
+    let bytes = std::fs::read(d.join("v.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(st.tensor("features").unwrap().shape(), [2, 6, dim]);
+}
+
+#[test]
+fn embed_reads_a_folder_of_videos_and_a_kinetics_csv() {
+    let d = tmp("embed-kinetics");
+    let root = d.join("k");
+    let made = rho_data::synthetic::test_videos(&root, 2, 64, 48, 15, 2.0).unwrap();
+    // The Kinetics layout: `youtube_id_start_end.mp4` under `label/` folders.
+    let mut csv = String::from("label,youtube_id,time_start,time_end,split\n");
+    for (i, v) in made.iter().enumerate() {
+        let label = ["riding a bike", "abseiling"][i];
+        let folder = root.join(label.replace(' ', "_"));
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::rename(v, folder.join(format!("vid{i}_000010_000020.mp4"))).unwrap();
+        csv.push_str(&format!("{label},vid{i},10,20,train\n"));
+    }
+    std::fs::write(d.join("train.csv"), csv).unwrap();
+    let embed = |extra: &[&str], out: &Path| {
+        run(rho()
+            .args(["embed", "--arch", "slow_r18_tiny", "--random-init"])
+            .args(["--frames", "4", "--stride", "2", "--size", "48", "--out"])
+            .arg(out)
+            .args(extra))
+    };
+    let out = d.join("k.npy");
+    let (ok, log) = embed(
+        &[
+            "--input",
+            d.join("train.csv").to_str().unwrap(),
+            "--format",
+            "kinetics",
+            "--prefix",
+            root.to_str().unwrap(),
+            "--class-folders",
+        ],
+        &out,
+    );
+    assert!(ok, "{log}");
+    assert_eq!(read_npy(&out).0[0], 2);
+    let rows = std::fs::read_to_string(d.join("k.npy.videos.jsonl")).unwrap();
+    assert!(
+        rows.contains("\"class\":\"abseiling\"") && rows.contains("vid0_000010_000020.mp4"),
+        "{rows}"
+    );
+    // A folder of class folders, and a single file.
+    let (ok, log) = embed(&["--input", root.to_str().unwrap()], &d.join("f.npy"));
+    assert!(ok && read_npy(&d.join("f.npy")).0[0] == 2, "{log}");
+    let one = root.join("abseiling/vid1_000010_000020.mp4");
+    let (ok, log) = embed(
+        &["--input", one.to_str().unwrap(), "--views", "test"],
+        &d.join("o.npy"),
+    );
+    assert!(ok && read_npy(&d.join("o.npy")).0 == [1, 64], "{log}");
+}

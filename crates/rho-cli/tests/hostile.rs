@@ -302,15 +302,20 @@ fn a_resumed_run_logs_each_step_once() {
         .collect();
     assert_eq!(steps, [0, 1, 2, 3, 4], "{metrics}");
     // The TensorBoard events too: each scalar once per step, the resumed run's values for 2..4.
-    let events = rho_train::tensorboard::read_scalars(&out.join(rho_train::tensorboard::FILE_NAME))
-        .unwrap();
+    let events =
+        rho_train::tensorboard::read_scalars(&out.join(rho_train::tensorboard::FILE_NAME)).unwrap();
     let loss: Vec<i64> = events
         .iter()
         .filter(|e| e.tag == "train/loss")
         .map(|e| e.step)
         .collect();
     assert_eq!(loss, [0, 1, 2, 3, 4]);
-    for tag in ["train/lr", "train/pos_sim", "perf/clips_per_s", "perf/data_wait_share"] {
+    for tag in [
+        "train/lr",
+        "train/pos_sim",
+        "perf/clips_per_s",
+        "perf/data_wait_share",
+    ] {
         assert_eq!(events.iter().filter(|e| e.tag == tag).count(), 5, "{tag}");
     }
 }

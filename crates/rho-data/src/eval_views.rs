@@ -13,8 +13,21 @@ pub fn temporal_starts(num_frames: usize, span: usize, n: usize) -> Vec<usize> {
 
 /// The evaluation plan: `n` clips in time order, handed out in that order.
 pub fn eval_plan(cfg: &ClipSamplerConfig, video: VideoTiming, n: usize) -> ClipPlan {
+    let starts = temporal_starts(video.num_frames, cfg.span(video.fps), n);
+    plan_at(cfg, video, starts)
+}
+
+/// One clip in the middle of the video, start ⌊(N − ℓ)/2⌋ (feature extraction's centre view;
+/// the 1-clip test view of [`eval_plan`] starts at 0, as PySlowFast's does).
+pub fn centre_plan(cfg: &ClipSamplerConfig, video: VideoTiming) -> ClipPlan {
+    let delta = video.num_frames.saturating_sub(cfg.span(video.fps));
+    plan_at(cfg, video, vec![delta / 2])
+}
+
+/// Clips of `cfg.frames` frames spread over a span from each of `starts`.
+fn plan_at(cfg: &ClipSamplerConfig, video: VideoTiming, starts: Vec<usize>) -> ClipPlan {
     let span = cfg.span(video.fps);
-    let clips = temporal_starts(video.num_frames, span, n)
+    let clips = starts
         .into_iter()
         .map(|start| {
             let frames = (0..cfg.frames)

@@ -25,7 +25,7 @@ pub use error::DataError;
 pub use file_guard::{not_a_regular_file, require_regular_file, with_deadline};
 pub use index::{Split, VideoEntry, VideoIndex, VideoSource};
 pub use loader::{
-    Batch, InOrderIter, LoaderConfig, LoaderPosition, Shard, ShortVideoPolicy, VideoLoader,
-    ViewMode,
+    Batch, InOrderIter, LoaderConfig, LoaderPosition, PartialBatch, Shard, ShortVideoPolicy,
+    SkippingIter, VideoLoader, ViewMode,
 };
 pub use sampler::{ClipFrames, ClipPlan, ClipSamplerConfig, VideoTiming};

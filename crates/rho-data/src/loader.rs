@@ -81,6 +81,9 @@ pub enum ViewMode {
     /// `clips` clips spread uniformly over the video × `crops` spatial crops of the frames
     /// resized to the crop size on their short side; no randomness (docs/method.md §5.1).
     Test { clips: usize, crops: usize },
+    /// One clip in the middle of the video, centre crop of the frames resized to the crop size
+    /// on their short side (feature extraction).
+    Centre,
 }
 
 fn default_folder_fps() -> f64 {
@@ -105,6 +108,7 @@ impl LoaderConfig {
             ViewMode::Rho => self.sampler.rho,
             ViewMode::Single => 1,
             ViewMode::Test { clips, crops } => clips * crops,
+            ViewMode::Centre => 1,
         }
     }
 
@@ -125,6 +129,7 @@ impl LoaderConfig {
             ViewMode::Test { clips, .. } => {
                 Ok(crate::eval_views::eval_plan(&self.sampler, timing, clips))
             }
+            ViewMode::Centre => Ok(crate::eval_views::centre_plan(&self.sampler, timing)),
         }
     }
 }
@@ -274,6 +279,39 @@ impl VideoLoader {
             next: 0,
         }
     }
+
+    /// [`in_order`](Self::in_order) for feature extraction: a video that cannot be decoded is
+    /// left out of its batch and returned beside it, so one bad file does not stop the pass.
+    pub fn in_order_skipping_bad(&self) -> SkippingIter {
+        SkippingIter(self.in_order())
+    }
+}
+
+/// A batch of [`VideoLoader::in_order_skipping_bad`]: the videos that decoded, and the
+/// (dataset index, error) of those that did not.
+pub struct PartialBatch {
+    pub batch: Batch,
+    pub failed: Vec<(usize, DataError)>,
+}
+
+/// Batches of [`VideoLoader::in_order_skipping_bad`].
+pub struct SkippingIter(InOrderIter);
+
+impl Iterator for SkippingIter {
+    type Item = Result<PartialBatch, DataError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let it = &mut self.0;
+        if it.next >= it.len {
+            return None;
+        }
+        let end = (it.next + it.cfg.batch_size).min(it.len);
+        let batch = it
+            .pool
+            .batch_partial(it.next..end, &it.cfg, LoaderPosition::default());
+        it.next = if batch.is_ok() { end } else { it.len };
+        Some(batch)
+    }
 }
 
 /// Batches of [`VideoLoader::in_order`].
@@ -352,14 +390,29 @@ struct WorkerPool {
 }
 
 impl WorkerPool {
-    /// Jobs `jobs` as one batch, in job order; then lets the workers run a prefetch window of
-    /// batches ahead. The one place a batch is assembled.
+    /// Jobs `jobs` as one batch, in job order, failing on the first video that failed.
     fn batch(
         &mut self,
         jobs: std::ops::Range<usize>,
         cfg: &LoaderConfig,
         position: LoaderPosition,
     ) -> Result<Batch, DataError> {
+        let mut partial = self.batch_partial(jobs, cfg, position)?;
+        match partial.failed.is_empty() {
+            true => Ok(partial.batch),
+            false => Err(partial.failed.swap_remove(0).1),
+        }
+    }
+
+    /// Jobs `jobs` as one batch, in job order, with the videos that could not be decoded left
+    /// out and returned beside it; then lets the workers run a prefetch window of batches
+    /// ahead. The one place a batch is assembled.
+    fn batch_partial(
+        &mut self,
+        jobs: std::ops::Range<usize>,
+        cfg: &LoaderConfig,
+        position: LoaderPosition,
+    ) -> Result<PartialBatch, DataError> {
         let n = jobs.len();
         let [t, side] = [cfg.sampler.frames, cfg.augment.size];
         let shape = [n, cfg.views(), 3, t, side, side];
@@ -370,14 +423,21 @@ impl WorkerPool {
             labels: Vec::with_capacity(n),
             position,
         };
+        let mut failed = Vec::new();
         for j in jobs.clone() {
-            let s = self.take(j)?;
-            out.clips.extend_from_slice(&s.views);
-            out.samples.push(s.index);
-            out.labels.push(s.label);
+            match self.take(j) {
+                Ok(s) => {
+                    out.clips.extend_from_slice(&s.views);
+                    out.samples.push(s.index);
+                    out.labels.push(s.label);
+                }
+                Err(e @ DataError::Decode { .. }) => failed.push((j, e)),
+                Err(e) => return Err(e),
+            }
         }
+        out.shape[0] = out.samples.len();
         self.allow_up_to(jobs.end + cfg.prefetch.max(1) * n);
-        Ok(out)
+        Ok(PartialBatch { batch: out, failed })
     }
 }
 
@@ -516,7 +576,12 @@ fn load_sample(
         }
     }
     let mut views = Vec::new();
-    if let ViewMode::Test { crops, .. } = cfg.views {
+    let test_crops = match cfg.views {
+        ViewMode::Test { crops, .. } => Some(crops),
+        ViewMode::Centre => Some(1),
+        ViewMode::Rho | ViewMode::Single => None,
+    };
+    if let Some(crops) = test_crops {
         let a = &cfg.augment;
         for pixels in &frames {
             for b in crate::eval_views::spatial_crops(pixels.h, pixels.w, a.size, crops) {
@@ -664,7 +729,7 @@ fn assemble(
         ViewMode::Rho if cfg.sampler.rho == 1 => vec![0, 0],
         ViewMode::Rho => plan.output_order.clone(),
         ViewMode::Single => vec![0],
-        ViewMode::Test { .. } => (0..plan.clips.len()).collect(),
+        ViewMode::Test { .. } | ViewMode::Centre => (0..plan.clips.len()).collect(),
     };
     (clips, views, false)
 }

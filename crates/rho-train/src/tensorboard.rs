@@ -320,13 +320,17 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let mut w = EventWriter::create(&dir, None).unwrap();
         for step in 0..10 {
-            w.scalar("train/loss", step, 1.0 / (step + 1) as f64).unwrap();
+            w.scalar("train/loss", step, 1.0 / (step + 1) as f64)
+                .unwrap();
             w.scalar("train/lr", step, 0.1).unwrap();
         }
         w.flush().unwrap();
         let s = read_scalars(w.path()).unwrap();
         assert_eq!(s.len(), 20);
-        assert_eq!((s[4].tag.as_str(), s[4].step, s[4].value), ("train/loss", 2, 1.0 / 3.0));
+        assert_eq!(
+            (s[4].tag.as_str(), s[4].step, s[4].value),
+            ("train/loss", 2, 1.0 / 3.0)
+        );
         // Killed after step 9, resumed from the checkpoint at step 6: steps 6..9 come again.
         let mut w = EventWriter::create(&dir, Some(6)).unwrap();
         for step in 6..12 {

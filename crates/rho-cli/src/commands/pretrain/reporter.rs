@@ -93,8 +93,12 @@ impl Reporter {
             .append(true)
             .open(&metrics_path)
             .with_context(|| format!("cannot write {}", metrics_path.display()))?;
-        let events = EventWriter::create(dir, resumed_at.map(|s| s as i64))
-            .with_context(|| format!("cannot write {}", dir.join(rho_train::tensorboard::FILE_NAME).display()))?;
+        let events = EventWriter::create(dir, resumed_at.map(|s| s as i64)).with_context(|| {
+            format!(
+                "cannot write {}",
+                dir.join(rho_train::tensorboard::FILE_NAME).display()
+            )
+        })?;
         let history = kept
             .iter()
             .filter_map(|l| serde_json::from_str(l).ok())
