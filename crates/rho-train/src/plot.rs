@@ -1,9 +1,17 @@
-//! `LinePlot`: small PNG line charts of training curves (loss, learning rate, collapse monitors),
-//! drawn with an 8×8 bitmap font so no system font is needed.
+//! The PNGs rho writes: training curves ([`LinePlot`]: loss, learning rate, collapse monitors,
+//! kNN), grouped bars ([`BarChart`]: the demo) and confusion matrices ([`confusion_png`]).
+//!
+//! They are drawn by plotters into an RGB buffer, with text rendered by ab_glyph from DejaVu
+//! Sans compiled into the binary (the `dejavu` crate), so no system font is needed, and encoded
+//! by the `png` crate. A noisy per-step curve is drawn faint, with a smoothed curve over it (an
+//! exponential moving average, debiased as TensorBoard's smoothing is).
 
 use std::path::Path;
+use std::sync::Once;
 
-use font8x8::UnicodeFonts;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 /// One curve.
 pub struct Series {
@@ -15,194 +23,10 @@ pub struct Series {
 pub struct LinePlot {
     pub title: String,
     pub x_label: String,
+    pub y_label: String,
+    /// Draw each series faint with a smoothed curve over it (per-step metrics).
+    pub smooth: bool,
     pub series: Vec<Series>,
-}
-
-const W: usize = 640;
-const H: usize = 360;
-const LEFT: usize = 80;
-const RIGHT: usize = 20;
-const TOP: usize = 40;
-const BOTTOM: usize = 40;
-
-/// An RGB pixel buffer with lines, rectangles and 8×8 text.
-pub(crate) struct Canvas {
-    pub w: usize,
-    pub h: usize,
-    pub px: Vec<u8>,
-}
-
-impl Canvas {
-    pub fn new(w: usize, h: usize) -> Self {
-        Self {
-            w,
-            h,
-            px: vec![255; w * h * 3],
-        }
-    }
-    pub fn set(&mut self, x: i64, y: i64, c: [u8; 3]) {
-        if x >= 0 && y >= 0 && (x as usize) < self.w && (y as usize) < self.h {
-            let i = (y as usize * self.w + x as usize) * 3;
-            self.px[i..i + 3].copy_from_slice(&c);
-        }
-    }
-    pub fn rect(&mut self, x: i64, y: i64, w: i64, h: i64, c: [u8; 3]) {
-        for yy in y..y + h {
-            for xx in x..x + w {
-                self.set(xx, yy, c);
-            }
-        }
-    }
-    /// Writes a PNG (atomically).
-    pub fn save_png(&self, path: &Path) -> std::io::Result<()> {
-        let mut bytes = Vec::new();
-        {
-            let mut enc = png::Encoder::new(&mut bytes, self.w as u32, self.h as u32);
-            enc.set_color(png::ColorType::Rgb);
-            enc.set_depth(png::BitDepth::Eight);
-            let mut writer = enc.write_header().map_err(std::io::Error::other)?;
-            writer
-                .write_image_data(&self.px)
-                .map_err(std::io::Error::other)?;
-        }
-        rho_model::weights::write_atomically(path, &bytes)
-    }
-    pub fn line(&mut self, (x0, y0): (i64, i64), (x1, y1): (i64, i64), c: [u8; 3]) {
-        let (dx, dy) = ((x1 - x0).abs(), -(y1 - y0).abs());
-        let (sx, sy) = (if x0 < x1 { 1 } else { -1 }, if y0 < y1 { 1 } else { -1 });
-        let (mut x, mut y, mut err) = (x0, y0, dx + dy);
-        loop {
-            self.set(x, y, c);
-            if x == x1 && y == y1 {
-                break;
-            }
-            let e2 = 2 * err;
-            if e2 >= dy {
-                err += dy;
-                x += sx;
-            }
-            if e2 <= dx {
-                err += dx;
-                y += sy;
-            }
-        }
-    }
-    pub fn text(&mut self, x: i64, y: i64, s: &str, c: [u8; 3]) {
-        for (k, ch) in s.chars().enumerate() {
-            if let Some(glyph) = font8x8::BASIC_FONTS.get(ch) {
-                for (row, bits) in glyph.iter().enumerate() {
-                    for col in 0..8 {
-                        if bits & (1 << col) != 0 {
-                            self.set(x + (k * 8 + col) as i64, y + row as i64, c);
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn label(v: f64) -> String {
-    let a = v.abs();
-    if v == 0.0 {
-        return "0".into();
-    }
-    if v != 0.0 && !(1e-2..1e5).contains(&a) {
-        format!("{v:.1e}")
-    } else if a >= 10.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.3}")
-    }
-}
-
-impl LinePlot {
-    /// Renders to RGB pixels (W × H).
-    pub fn render(&self) -> (usize, usize, Vec<u8>) {
-        let mut cv = Canvas::new(W, H);
-        let pts = self
-            .series
-            .iter()
-            .flat_map(|s| s.points.iter())
-            .filter(|(x, y)| x.is_finite() && y.is_finite());
-        let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-        for &(x, y) in pts {
-            x0 = x0.min(x);
-            x1 = x1.max(x);
-            y0 = y0.min(y);
-            y1 = y1.max(y);
-        }
-        if x0 > x1 {
-            (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
-        }
-        if x1 - x0 < 1e-12 {
-            x1 = x0 + 1.0;
-        }
-        if y1 - y0 < 1e-12 {
-            y0 -= 0.5;
-            y1 += 0.5;
-        }
-        let (pw, ph) = ((W - LEFT - RIGHT) as f64, (H - TOP - BOTTOM) as f64);
-        let to_px = |x: f64, y: f64| -> (i64, i64) {
-            (
-                LEFT as i64 + ((x - x0) / (x1 - x0) * pw) as i64,
-                (H - BOTTOM) as i64 - ((y - y0) / (y1 - y0) * ph) as i64,
-            )
-        };
-        let axis = [90, 90, 90];
-        cv.line(to_px(x0, y0), to_px(x1, y0), axis);
-        cv.line(to_px(x0, y0), to_px(x0, y1), axis);
-        for i in 0..=4 {
-            let f = i as f64 / 4.0;
-            let (yv, xv) = (y0 + f * (y1 - y0), x0 + f * (x1 - x0));
-            let (_, py) = to_px(x0, yv);
-            let (px, _) = to_px(xv, y0);
-            cv.line((LEFT as i64 - 4, py), (LEFT as i64, py), axis);
-            cv.text(4, py - 4, &label(yv), axis);
-            cv.line(
-                (px, (H - BOTTOM) as i64),
-                (px, (H - BOTTOM) as i64 + 4),
-                axis,
-            );
-            let text = label(xv);
-            let lx = (px - 12).min((W - 8 * text.len()) as i64);
-            cv.text(lx, (H - BOTTOM) as i64 + 8, &text, axis);
-        }
-        cv.text(LEFT as i64, 12, &self.title, [0, 0, 0]);
-        cv.text(
-            (W / 2) as i64 - 4 * self.x_label.len() as i64,
-            (H - 12) as i64,
-            &self.x_label,
-            axis,
-        );
-        for (k, s) in self.series.iter().enumerate() {
-            cv.text(
-                (W - RIGHT - 160) as i64,
-                (TOP + 4 + 12 * k) as i64,
-                &s.name,
-                s.color,
-            );
-            let mut prev: Option<(i64, i64)> = None;
-            for &(x, y) in s
-                .points
-                .iter()
-                .filter(|(x, y)| x.is_finite() && y.is_finite())
-            {
-                let p = to_px(x, y);
-                if let Some(q) = prev {
-                    cv.line(q, p, s.color);
-                }
-                prev = Some(p);
-            }
-        }
-        (W, H, cv.px)
-    }
-
-    /// Writes a PNG (atomically).
-    pub fn save_png(&self, path: &Path) -> std::io::Result<()> {
-        let (w, h, px) = self.render();
-        Canvas { w, h, px }.save_png(path)
-    }
 }
 
 /// Grouped bars (e.g. learned versus random features, per protocol), values in [0, `max`].
@@ -215,53 +39,332 @@ pub struct BarChart {
     pub max: f64,
 }
 
+const W: usize = 800;
+const H: usize = 450;
+const FONT: &str = "sans-serif";
+
+/// Registers the embedded font with plotters once per process.
+fn font() -> &'static str {
+    static REGISTER: Once = Once::new();
+    REGISTER.call_once(|| {
+        // The bytes are a valid TrueType font compiled in; a failure only loses the text.
+        let _ = plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular());
+    });
+    FONT
+}
+
+fn rgb(c: [u8; 3]) -> RGBColor {
+    RGBColor(c[0], c[1], c[2])
+}
+
+fn draw_err<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> std::io::Error {
+    std::io::Error::other(format!("drawing the plot: {e}"))
+}
+
+/// Renders `draw` into a white `w`×`h` RGB buffer.
+fn render(
+    w: usize,
+    h: usize,
+    draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> std::io::Result<()>,
+) -> std::io::Result<Vec<u8>> {
+    let mut px = vec![255u8; w * h * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut px, (w as u32, h as u32)).into_drawing_area();
+        root.fill(&WHITE).map_err(draw_err)?;
+        draw(&root)?;
+        root.present().map_err(draw_err)?;
+    }
+    Ok(px)
+}
+
+/// Writes RGB pixels as a PNG, atomically.
+pub fn save_rgb_png(path: &Path, w: usize, h: usize, px: &[u8]) -> std::io::Result<()> {
+    let mut bytes = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut bytes, w as u32, h as u32);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut writer = enc.write_header().map_err(std::io::Error::other)?;
+        writer.write_image_data(px).map_err(std::io::Error::other)?;
+    }
+    rho_model::weights::write_atomically(path, &bytes)
+}
+
+/// An exponential moving average over about `n / 40` points, debiased at the start so the
+/// curve begins at the data (TensorBoard's smoothing).
+pub fn smoothed(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let window = (points.len() as f64 / 40.0).clamp(1.0, 100.0);
+    let w = 1.0 - 2.0 / (window + 1.0);
+    let (mut avg, mut weight) = (0.0, 0.0);
+    points
+        .iter()
+        .map(|&(x, y)| {
+            avg = w * avg + (1.0 - w) * y;
+            weight = w * weight + (1.0 - w);
+            (x, avg / weight)
+        })
+        .collect()
+}
+
+/// The range of the finite points, padded so no curve runs along the frame.
+fn bounds(series: &[Series]) -> (std::ops::Range<f64>, std::ops::Range<f64>) {
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in series.iter().flat_map(|s| &s.points) {
+        if x.is_finite() && y.is_finite() {
+            (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+        }
+    }
+    if x0 > x1 {
+        return (0.0..1.0, 0.0..1.0);
+    }
+    if x1 - x0 < 1e-12 {
+        x1 = x0 + 1.0;
+    }
+    let pad = ((y1 - y0) * 0.05).max(1e-9 + y1.abs() * 1e-3);
+    (x0..x1, y0 - pad..y1 + pad)
+}
+
+impl LinePlot {
+    /// Renders to RGB pixels (`W` × `H`).
+    pub fn render(&self) -> std::io::Result<(usize, usize, Vec<u8>)> {
+        let px = render(W, H, |root| self.draw(root))?;
+        Ok((W, H, px))
+    }
+
+    fn draw(&self, root: &DrawingArea<BitMapBackend<'_>, Shift>) -> std::io::Result<()> {
+        let f = font();
+        let (xr, yr) = bounds(&self.series);
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, (f, 22))
+            .margin(14)
+            .x_label_area_size(44)
+            .y_label_area_size(72)
+            .build_cartesian_2d(xr, yr)
+            .map_err(draw_err)?;
+        chart
+            .configure_mesh()
+            .x_desc(&self.x_label)
+            .y_desc(&self.y_label)
+            .label_style((f, 14))
+            .axis_desc_style((f, 15))
+            .x_label_formatter(&|x| tidy(*x))
+            .y_label_formatter(&|y| tidy(*y))
+            .light_line_style(TRANSPARENT)
+            .bold_line_style(RGBColor(225, 225, 225))
+            .draw()
+            .map_err(draw_err)?;
+        for s in &self.series {
+            let points: Vec<(f64, f64)> = s
+                .points
+                .iter()
+                .copied()
+                .filter(|(x, y)| x.is_finite() && y.is_finite())
+                .collect();
+            let color = rgb(s.color);
+            let curve = if self.smooth && points.len() > 20 {
+                let faint = LineSeries::new(points.iter().copied(), color.mix(0.22));
+                chart.draw_series(faint).map_err(draw_err)?;
+                smoothed(&points)
+            } else {
+                points
+            };
+            chart
+                .draw_series(LineSeries::new(curve, color.stroke_width(2)))
+                .map_err(draw_err)?
+                .label(&s.name)
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 20, y)], color.stroke_width(3))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .label_font((f, 14))
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(180, 180, 180))
+            .draw()
+            .map_err(draw_err)
+    }
+
+    /// Writes a PNG (atomically).
+    pub fn save_png(&self, path: &Path) -> std::io::Result<()> {
+        let (w, h, px) = self.render()?;
+        save_rgb_png(path, w, h, &px)
+    }
+}
+
 impl BarChart {
-    pub fn render(&self) -> (usize, usize, Vec<u8>) {
-        let mut cv = Canvas::new(W, H);
-        cv.text(LEFT as i64, 14, &self.title, [0, 0, 0]);
-        let (x0, y0, x1, y1) = (
-            LEFT as i64,
-            TOP as i64,
-            (W - RIGHT) as i64,
-            (H - BOTTOM) as i64,
-        );
-        cv.line((x0, y1), (x1, y1), [0, 0, 0]);
-        cv.line((x0, y0), (x0, y1), [0, 0, 0]);
-        for k in 0..=4 {
-            let v = self.max * k as f64 / 4.0;
-            let y = y1 - ((y1 - y0) as f64 * k as f64 / 4.0) as i64;
-            cv.line((x0 - 4, y), (x0, y), [0, 0, 0]);
-            cv.text(8, y - 4, &label(v), [0, 0, 0]);
-        }
-        let slot = (x1 - x0) / self.groups.len().max(1) as i64;
-        let bar = slot / (self.series.len() as i64 + 1);
-        for (g, (name, values)) in self.groups.iter().enumerate() {
-            let gx = x0 + g as i64 * slot + bar / 2;
-            for (s, v) in values.iter().enumerate() {
-                let hgt = ((v / self.max).clamp(0.0, 1.0) * (y1 - y0) as f64) as i64;
-                let color = self.series.get(s).map(|s| s.1).unwrap_or([0, 0, 0]);
-                cv.rect(gx + s as i64 * bar, y1 - hgt, bar - 4, hgt, color);
-                cv.text(
-                    gx + s as i64 * bar,
-                    y1 - hgt - 12,
-                    &format!("{v:.1}"),
-                    [0, 0, 0],
-                );
+    pub fn render(&self) -> std::io::Result<(usize, usize, Vec<u8>)> {
+        let px = render(W, H, |root| self.draw(root))?;
+        Ok((W, H, px))
+    }
+
+    fn draw(&self, root: &DrawingArea<BitMapBackend<'_>, Shift>) -> std::io::Result<()> {
+        let f = font();
+        let groups = self.groups.len().max(1);
+        let names: Vec<String> = self.groups.iter().map(|g| g.0.clone()).collect();
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, (f, 20))
+            .margin(14)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..groups as f64, 0.0..self.max * 1.08)
+            .map_err(draw_err)?;
+        // Ticks at every half group: the centres carry the group names.
+        let group_name = |x: &f64| {
+            let centre = (x - 0.5).round();
+            match (x - 0.5 - centre).abs() < 1e-6 && centre >= 0.0 {
+                true => names.get(centre as usize).cloned().unwrap_or_default(),
+                false => String::new(),
             }
-            cv.text(gx, y1 + 10, name, [0, 0, 0]);
+        };
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(2 * groups + 1)
+            .x_label_formatter(&group_name)
+            .y_desc("top-1 %")
+            .label_style((f, 15))
+            .axis_desc_style((f, 15))
+            .y_label_formatter(&|y| tidy(*y))
+            .light_line_style(TRANSPARENT)
+            .bold_line_style(RGBColor(225, 225, 225))
+            .draw()
+            .map_err(draw_err)?;
+        let n = self.series.len().max(1);
+        let value_style =
+            TextStyle::from((f, 15).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
+        for (s, (name, color)) in self.series.iter().enumerate() {
+            let color = rgb(*color);
+            let (a, b) = (bar_edge(s, n), bar_edge(s + 1, n) - 0.02);
+            let values: Vec<(f64, f64)> = self
+                .groups
+                .iter()
+                .enumerate()
+                .map(|(g, (_, v))| {
+                    (
+                        g as f64,
+                        v.get(s).copied().unwrap_or(0.0).clamp(0.0, self.max),
+                    )
+                })
+                .collect();
+            chart
+                .draw_series(
+                    values
+                        .iter()
+                        .map(|&(g, v)| Rectangle::new([(g + a, 0.0), (g + b, v)], color.filled())),
+                )
+                .map_err(draw_err)?
+                .label(name)
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled())
+                });
+            chart
+                .draw_series(values.iter().map(|&(g, v)| {
+                    Text::new(
+                        format!("{v:.1}"),
+                        (g + (a + b) / 2.0, v),
+                        value_style.clone(),
+                    )
+                }))
+                .map_err(draw_err)?;
         }
-        for (k, (name, color)) in self.series.iter().enumerate() {
-            let y = (TOP + 4 + 12 * k) as i64;
-            cv.rect(x1 - 160, y, 8, 8, *color);
-            cv.text(x1 - 148, y, name, [0, 0, 0]);
-        }
-        (W, H, cv.px)
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .label_font((f, 14))
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(180, 180, 180))
+            .draw()
+            .map_err(draw_err)
     }
 
     pub fn save_png(&self, path: &Path) -> std::io::Result<()> {
-        let (w, h, px) = self.render();
-        Canvas { w, h, px }.save_png(path)
+        let (w, h, px) = self.render()?;
+        save_rgb_png(path, w, h, &px)
     }
+}
+
+/// A tick label without trailing zeros ("100", "0.25", "-1.2", "3e-4").
+fn tidy(v: f64) -> String {
+    let a = v.abs();
+    if a < 1e-12 {
+        return "0".into();
+    }
+    if !(1e-3..1e6).contains(&a) {
+        return format!("{v:.1e}");
+    }
+    let s = format!("{v:.4}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    s.to_string()
+}
+
+/// Where bar `s` of `n` starts within its group, as a fraction of the group's width (the
+/// group keeps 15 % free on each side).
+fn bar_edge(s: usize, n: usize) -> f64 {
+    0.15 + 0.7 * s as f64 / n as f64
+}
+
+/// A row-normalised confusion matrix (rows: true class, columns: predicted), darker = more;
+/// the diagonal blue, errors red.
+pub fn confusion_png(
+    confusion: &[Vec<usize>],
+    title: &str,
+) -> std::io::Result<(usize, usize, Vec<u8>)> {
+    let c = confusion.len().max(1);
+    let cell = (520 / c).clamp(4, 48);
+    let (w, h) = ((c * cell + 140).max(480), c * cell + 130);
+    let px = render(w, h, |root| {
+        let f = font();
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, (f, 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d((0..c - 1).into_segmented(), (0..c - 1).into_segmented())
+            .map_err(draw_err)?;
+        // Class ids at the cell centres; true class 0 on the top row.
+        let class = |flip: bool| {
+            move |v: &SegmentValue<usize>| match v {
+                SegmentValue::CenterOf(i) if *i < c => match flip {
+                    true => (c - 1 - i).to_string(),
+                    false => i.to_string(),
+                },
+                _ => String::new(),
+            }
+        };
+        let (xs, ys) = (class(false), class(true));
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc("predicted class")
+            .y_desc("true class")
+            .x_labels(c.min(20))
+            .y_labels(c.min(20))
+            .x_label_formatter(&xs)
+            .y_label_formatter(&ys)
+            .label_style((f, 12))
+            .axis_desc_style((f, 14))
+            .draw()
+            .map_err(draw_err)?;
+        let cells = confusion.iter().enumerate().flat_map(|(i, row)| {
+            let total = row.iter().sum::<usize>().max(1) as f64;
+            row.iter().enumerate().map(move |(j, v)| {
+                let shade = 255 - (255.0 * *v as f64 / total).round() as u8;
+                let color = if i == j {
+                    RGBColor(shade, shade, 255)
+                } else {
+                    RGBColor(255, shade, shade)
+                };
+                let y = c - 1 - i;
+                let at = |x: usize, y: usize| (SegmentValue::Exact(x), SegmentValue::Exact(y));
+                Rectangle::new([at(j, y), at(j + 1, y + 1)], color.filled())
+            })
+        });
+        chart.draw_series(cells).map_err(draw_err)?;
+        Ok(())
+    })?;
+    Ok((w, h, px))
 }
 
 #[cfg(test)]
@@ -269,29 +372,72 @@ mod tests {
     use super::*;
 
     #[test]
-    fn draws_curves_inside_the_frame() {
+    fn the_smoothing_starts_at_the_data_and_follows_a_step() {
+        let pts: Vec<(f64, f64)> = (0..400)
+            .map(|i| (i as f64, if i < 200 { 1.0 } else { 3.0 }))
+            .collect();
+        let s = smoothed(&pts);
+        assert_eq!(s[0].1, 1.0);
+        assert!((s[199].1 - 1.0).abs() < 1e-12);
+        assert!(s[205].1 > 1.0 && s[205].1 < 3.0);
+        assert!((s[399].1 - 3.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn curves_bars_and_confusion_render_to_pngs() {
         let p = LinePlot {
             title: "loss".into(),
             x_label: "step".into(),
+            y_label: "loss".into(),
+            smooth: true,
             series: vec![Series {
                 name: "loss".into(),
                 color: [200, 0, 0],
-                points: (0..50)
-                    .map(|i| (i as f64, (-(i as f64) / 10.0).exp()))
+                points: (0..500)
+                    .map(|i| {
+                        (
+                            i as f64,
+                            (-(i as f64) / 100.0).exp() + 0.1 * ((i * 7919) % 13) as f64 / 13.0,
+                        )
+                    })
                     .collect(),
             }],
         };
-        let (w, h, px) = p.render();
+        let (w, h, px) = p.render().unwrap();
         assert_eq!(px.len(), w * h * 3);
-        // The curve starts at the top-left of the plot area and ends bottom-right: red pixels there.
-        let red = |x: usize, y: usize| {
-            (y.saturating_sub(2)..y + 3)
-                .any(|yy| (x.saturating_sub(2)..x + 3).any(|xx| px[(yy * w + xx) * 3] == 200))
+        // The curve, its faint raw version and dark text are all there.
+        let count = |f: &dyn Fn(&[u8]) -> bool| px.chunks(3).filter(|c| f(c)).count();
+        assert!(
+            count(&|c| c[0] > 150 && c[1] < 60 && c[2] < 60) > 300,
+            "no smoothed curve"
+        );
+        assert!(
+            count(&|c| c[0] > 230 && c[1] > 150 && c[1] < 230) > 300,
+            "no faint raw curve"
+        );
+        assert!(
+            count(&|c| c[0] < 80 && c[1] < 80 && c[2] < 80) > 200,
+            "no text"
+        );
+        let dir = std::env::temp_dir().join(format!("rho-plot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        p.save_png(&dir.join("l.png")).unwrap();
+        assert_eq!(&std::fs::read(dir.join("l.png")).unwrap()[1..4], b"PNG");
+        let bars = BarChart {
+            title: "demo".into(),
+            groups: vec![
+                ("linear".into(), vec![80.0, 20.0]),
+                ("kNN".into(), vec![70.0, 15.0]),
+            ],
+            series: vec![
+                ("learned".into(), [200, 60, 30]),
+                ("random".into(), [120, 120, 120]),
+            ],
+            max: 100.0,
         };
-        assert!(red(LEFT, TOP));
-        assert!(red(W - RIGHT - 1, H - BOTTOM - 1));
-        let file = std::env::temp_dir().join(format!("rho-plot-{}.png", std::process::id()));
-        p.save_png(&file).unwrap();
-        assert_eq!(&std::fs::read(&file).unwrap()[1..4], b"PNG");
+        bars.save_png(&dir.join("b.png")).unwrap();
+        let (cw, ch, cpx) = confusion_png(&[vec![5, 1], vec![0, 6]], "confusion").unwrap();
+        save_rgb_png(&dir.join("c.png"), cw, ch, &cpx).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -8,7 +8,6 @@ use serde::Serialize;
 
 use super::metrics::Accuracy;
 use super::EvalError;
-use crate::plot::Canvas;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalReport {
@@ -94,12 +93,9 @@ impl EvalReport {
         rho_model::weights::write_atomically(&dir.join("results.md"), self.markdown().as_bytes())
             .map_err(err)?;
         self.write_events(dir).map_err(err)?;
-        confusion_png(
-            &self.confusion,
-            &format!("{} {}: top-1 {:.1}%", self.protocol, self.arch, self.top1),
-        )
-        .save_png(&dir.join("confusion.png"))
-        .map_err(err)
+        let title = format!("{} {}: top-1 {:.1}%", self.protocol, self.arch, self.top1);
+        let (w, h, px) = crate::plot::confusion_png(&self.confusion, &title).map_err(err)?;
+        crate::plot::save_rgb_png(&dir.join("confusion.png"), w, h, &px).map_err(err)
     }
 }
 
@@ -118,42 +114,4 @@ impl EvalReport {
         e.scalar(&tag("mean_class"), last, self.mean_class)?;
         e.flush()
     }
-}
-
-/// A row-normalised confusion matrix (rows: true class, columns: predicted), darker = more.
-pub(crate) fn confusion_png(confusion: &[Vec<usize>], title: &str) -> Canvas {
-    let c = confusion.len().max(1);
-    let cell = (480 / c).clamp(2, 40);
-    let (left, top) = (40usize, 40usize);
-    let w = (left + c * cell + 20).max(8 * title.len() + 20);
-    let h = top + c * cell + 20;
-    let mut cv = Canvas::new(w, h);
-    cv.text(10, 12, title, [0, 0, 0]);
-    for (i, row) in confusion.iter().enumerate() {
-        let total = row.iter().sum::<usize>().max(1) as f64;
-        for (j, v) in row.iter().enumerate() {
-            let shade = 255 - (255.0 * *v as f64 / total).round() as u8;
-            let color = if i == j {
-                [shade, shade, 255]
-            } else {
-                [255, shade, shade]
-            };
-            cv.rect(
-                (left + j * cell) as i64,
-                (top + i * cell) as i64,
-                cell as i64,
-                cell as i64,
-                color,
-            );
-        }
-        if cell >= 10 && c <= 40 {
-            cv.text(
-                4,
-                (top + i * cell + cell / 2 - 4) as i64,
-                &format!("{i}"),
-                [0, 0, 0],
-            );
-        }
-    }
-    cv
 }

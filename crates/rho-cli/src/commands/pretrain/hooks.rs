@@ -118,8 +118,10 @@ impl<B: Backend> Hooks<Autodiff<B>> for CliHooks<B> {
         reporter.scalar("knn/top5", step, acc.top5);
         let knn_png = reporter.dir().join("knn.png");
         let plot = rho_train::plot::LinePlot {
-            title: "kNN top-1 (%)".into(),
+            title: "kNN monitor".into(),
             x_label: "epoch".into(),
+            y_label: "top-1 %".into(),
+            smooth: false,
             series: vec![rho_train::plot::Series {
                 name: "kNN top-1".into(),
                 color: [30, 120, 30],

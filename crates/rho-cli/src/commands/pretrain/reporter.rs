@@ -263,16 +263,22 @@ fn write_plots(dir: &Path, h: &[StepRecord]) -> Result<()> {
         (
             "loss.png",
             "training loss",
+            "loss",
+            true,
             vec![series("loss", [200, 30, 30], |r| r.loss)],
         ),
         (
             "lr.png",
             "learning rate",
+            "learning rate",
+            false,
             vec![series("lr", [30, 30, 200], |r| r.lr)],
         ),
         (
             "collapse.png",
-            "collapse monitors",
+            "collapse monitors (same ≈ cross video: a trivial solution)",
+            "cosine / norm / fraction",
+            true,
             vec![
                 series("same-video cos", [150, 30, 150], |r| r.pos_sim),
                 series("cross-video cos", [230, 140, 20], |r| r.cross_sim),
@@ -282,10 +288,12 @@ fn write_plots(dir: &Path, h: &[StepRecord]) -> Result<()> {
             ],
         ),
     ];
-    for (file, title, series) in plots {
+    for (file, title, y_label, smooth, series) in plots {
         let p = LinePlot {
             title: title.into(),
             x_label: "step".into(),
+            y_label: y_label.into(),
+            smooth,
             series,
         };
         p.save_png(&dir.join(file))
