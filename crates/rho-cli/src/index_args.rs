@@ -12,6 +12,13 @@ use rho_data::{Split, VideoIndex};
 pub struct IndexArgs {
     /// The index file, or a folder of videos.
     pub index: PathBuf,
+    #[command(flatten)]
+    pub layout: IndexLayout,
+}
+
+/// How an index is laid out: the flags every command that reads one shares.
+#[derive(Args, Debug, Clone)]
+pub struct IndexLayout {
     /// How the index is laid out.
     #[arg(long, default_value = "auto", value_parser = format_parser())]
     pub format: IndexFormat,
@@ -37,10 +44,11 @@ pub struct IndexArgs {
     pub labels: Option<PathBuf>,
 }
 
-impl IndexArgs {
-    pub fn spec(&self) -> DatasetSpec {
+impl IndexLayout {
+    /// The dataset `index` read with these flags.
+    pub fn spec(&self, index: PathBuf) -> DatasetSpec {
         DatasetSpec {
-            index: self.index.clone(),
+            index,
             format: self.format,
             prefix: self.prefix.clone(),
             train_csv: self.train_csv.clone(),
@@ -51,6 +59,12 @@ impl IndexArgs {
             labels: self.labels.clone(),
         }
     }
+}
+
+impl IndexArgs {
+    pub fn spec(&self) -> DatasetSpec {
+        self.layout.spec(self.index.clone())
+    }
 
     pub fn load(&self) -> Result<VideoIndex> {
         Ok(self.spec().load()?)
@@ -58,7 +72,7 @@ impl IndexArgs {
 }
 
 /// `--format`: the names of rho-data's format table, each with its description in `--help`.
-pub(crate) fn format_parser() -> impl TypedValueParser<Value = IndexFormat> {
+fn format_parser() -> impl TypedValueParser<Value = IndexFormat> {
     let names = FORMATS
         .iter()
         .map(|f| clap::builder::PossibleValue::new(f.name).help(f.description));

@@ -444,6 +444,21 @@ fn synth_and_every_eval_command() {
     assert_eq!(second["feature_cache_hit"], true);
     assert_eq!(second["top1"], first["top1"]);
     assert!(d.join("lin/confusion.png").exists() && d.join("lin/results.md").exists());
+    // The probe's curve and result for TensorBoard: one loss per epoch, then top-1 = results.json.
+    let events = rho_train::tensorboard::read_scalars(
+        &d.join("lin").join(rho_train::tensorboard::FILE_NAME),
+    )
+    .unwrap();
+    let epochs = second["loss_per_epoch"].as_array().unwrap().len();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.tag == "eval/linear/loss")
+            .count(),
+        epochs
+    );
+    let top1 = events.iter().find(|e| e.tag == "eval/linear/top1").unwrap();
+    assert!((f64::from(top1.value) - second["top1"].as_f64().unwrap()).abs() < 1e-4);
     let (ok, log) = eval("knn", &["--random", "0", "--set", "knn.k=3"], "knn");
     assert!(ok && log.contains("| knn |"), "{log}");
     let (ok, log) = eval("finetune", &["--random", "0"], "ft");

@@ -301,16 +301,7 @@ impl Iterator for SkippingIter {
     type Item = Result<PartialBatch, DataError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let it = &mut self.0;
-        if it.next >= it.len {
-            return None;
-        }
-        let end = (it.next + it.cfg.batch_size).min(it.len);
-        let batch = it
-            .pool
-            .batch_partial(it.next..end, &it.cfg, LoaderPosition::default());
-        it.next = if batch.is_ok() { end } else { it.len };
-        Some(batch)
+        self.0.next_partial()
     }
 }
 
@@ -322,19 +313,34 @@ pub struct InOrderIter {
     next: usize,
 }
 
-impl Iterator for InOrderIter {
-    type Item = Result<Batch, DataError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+impl InOrderIter {
+    /// The next batch with the videos that failed beside it; an error ends the pass.
+    fn next_partial(&mut self) -> Option<Result<PartialBatch, DataError>> {
         if self.next >= self.len {
             return None;
         }
         let end = (self.next + self.cfg.batch_size).min(self.len);
         let batch = self
             .pool
-            .batch(self.next..end, &self.cfg, LoaderPosition::default());
+            .batch_partial(self.next..end, &self.cfg, LoaderPosition::default());
         self.next = if batch.is_ok() { end } else { self.len };
         Some(batch)
+    }
+}
+
+impl Iterator for InOrderIter {
+    type Item = Result<Batch, DataError>;
+
+    /// A video that fails fails its batch and ends the pass.
+    fn next(&mut self) -> Option<Self::Item> {
+        Some(self.next_partial()?.and_then(|mut p| {
+            if p.failed.is_empty() {
+                Ok(p.batch)
+            } else {
+                self.next = self.len;
+                Err(p.failed.swap_remove(0).1)
+            }
+        }))
     }
 }
 

@@ -13,7 +13,6 @@ use burn::tensor::{backend::Backend, Tensor, TensorData};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use rho_data::augment::AugmentConfig;
-use rho_data::dataset::IndexFormat;
 use rho_data::{
     ClipSamplerConfig, LoaderConfig, ShortVideoPolicy, VideoEntry, VideoIndex, VideoLoader,
     VideoSource, ViewMode,
@@ -47,18 +46,10 @@ pub struct EmbedArgs {
     /// [N, 3, T, H, W] already normalised.
     #[arg(long)]
     pub input: PathBuf,
-    /// How an index input is laid out (`rho models` lists the formats).
-    #[arg(long, default_value = "auto", value_parser = crate::index_args::format_parser())]
-    pub format: IndexFormat,
-    /// Prefix joined to the paths of an index.
-    #[arg(long)]
-    pub prefix: Option<PathBuf>,
-    /// Kinetics: the train CSV that fixes the class ids (defaults to the index itself).
-    #[arg(long)]
-    pub train_csv: Option<PathBuf>,
-    /// Kinetics: videos sit in `label_with_underscores/` folders.
-    #[arg(long)]
-    pub class_folders: bool,
+    /// How an index input is laid out (`--format`, `--prefix`, ...; `rho models` lists the
+    /// formats).
+    #[command(flatten)]
+    pub layout: crate::index_args::IndexLayout,
     /// Output features, `.npy` or `.safetensors`: [N, D], or [N, V, D] with --per-view. For
     /// videos, `OUT.videos.jsonl` lists each row's video (and label) in the same order.
     #[arg(long)]
@@ -224,11 +215,9 @@ fn video_index(a: &EmbedArgs) -> Result<VideoIndex> {
             classes: Vec::new(),
         });
     }
-    let mut spec = rho_data::DatasetSpec::new(a.input.clone(), a.format);
-    spec.prefix = a.prefix.clone();
-    spec.train_csv = a.train_csv.clone();
-    spec.class_folders = a.class_folders;
-    let index = spec
+    let index = a
+        .layout
+        .spec(a.input.clone())
         .load()
         .with_context(|| format!("reading the videos of {}", a.input.display()))?;
     if index.is_empty() {
