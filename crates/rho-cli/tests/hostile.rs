@@ -233,6 +233,27 @@ fn fifos_symlink_loops_and_checkpoints_given_as_weights_get_clear_errors() {
         .arg(&pipe)
         .arg("--out")
         .arg(odd.join("f.npy")));
+    assert!(
+        code != 0 && log.contains("FIFO, not an index file"),
+        "{log}"
+    );
+    let fifo_npy = odd.join("pipe.npy");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo_npy)
+        .status()
+        .unwrap()
+        .success());
+    let (code, log) = run(rho()
+        .args([
+            "embed",
+            "--arch",
+            "slow_r18_tiny",
+            "--random-init",
+            "--input",
+        ])
+        .arg(&fifo_npy)
+        .arg("--out")
+        .arg(odd.join("f.npy")));
     assert!(code != 0 && log.contains("FIFO, not a .npy file"), "{log}");
     assert!(started.elapsed().as_secs() < 30);
 }
