@@ -6,6 +6,7 @@ Prints one JSON object like `rho bench model --json`.
 Networks: slow_r50 (pytorchvideo), r3d_18 and r2plus1d_18 (torchvision).
 """
 import argparse
+import resource
 import json
 import statistics
 import time
@@ -72,6 +73,7 @@ def main():
         "step_ms_max": max(times),
         "clips_per_s": args.batch / (med / 1e3),
         "peak_mem_mb": (torch.cuda.max_memory_allocated() / 2**20) if dev.type == "cuda" else None,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }))
 
 

@@ -234,6 +234,9 @@ def main():
     p.add_argument("--out", required=True)
     p.add_argument("--init-from", help="start from these weights (every tensor of the network, rho's names, "
                    "PyTorch layout), e.g. a rho network's initial state")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="stop after this many steps (the schedules still span the recipe's epochs), to study "
+                   "the early phase of many runs")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
@@ -282,16 +285,17 @@ def main():
     total = int(math.ceil(a.epochs * iters))
     # MoCo: steps that only fill the queue (ρ·B keys each), before the schedule's first step.
     warm = math.ceil(a.queue_len / (a.batch * max(a.rho, 2))) if a.method == "moco" else 0
+    last = total + warm if a.max_steps is None else min(total + warm, a.max_steps)
     step, opt_steps = 0, 0
     log = open(os.path.join(a.out, "metrics.jsonl"), "w")
     epoch = 0
-    while step < total + warm:
+    while step < last:
         ds.epoch = epoch
         g = torch.Generator().manual_seed(a.seed * 1000 + epoch)
         loader = torch.utils.data.DataLoader(ds, batch_size=a.batch, shuffle=True, drop_last=True, generator=g,
                                              num_workers=a.workers, persistent_workers=False)
         for clips, ids in loader:
-            if step >= total + warm:
+            if step >= last:
                 break
             e = opt_steps / iters
             lr = sched.lr(e)
@@ -301,11 +305,11 @@ def main():
             if not skip:
                 opt_steps += 1
             rec = {"step": step, "epoch": e, "lr": lr, "skipped": skip, **tr.logs}
-            if step % 10 == 0 or step + 1 == total + warm:
+            if step % 10 == 0 or step + 1 == last:
                 rec.update(diagnostics(*tr.seen))
             log.write(json.dumps(rec) + "\n")
             if step % 60 == 0:
-                print(f"step {step}/{total + warm} loss {loss.item():.4f} lr {lr:.4f} "
+                print(f"step {step}/{last} loss {loss.item():.4f} lr {lr:.4f} "
                       f"{ {k: round(v, 4) for k, v in rec.items() if k in ('pos_sim', 'cross_sim', 'emb_std')} } "
                       f"{time.time() - t0:.0f} s", flush=True)
             step += 1

@@ -9,7 +9,7 @@ use burn::nn::PaddingConfig3d;
 use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Distribution, Tensor};
 
-use crate::gemm_conv::{conv3d_forward, ConvStrategy};
+use crate::cpu_conv::{conv3d_forward, ConvStrategy};
 use crate::norm::BatchNorm;
 
 /// Hyper-parameters shared by every BatchNorm of a network.
@@ -62,6 +62,9 @@ pub struct ConvBn<B: Backend> {
     pub spatial: Option<SpatialConv<B>>,
     pub conv: Conv3d<B>,
     pub bn: BatchNorm<B>,
+    /// How the convolutions run, fixed at construction by the backend's type.
+    #[module(skip)]
+    pub strategy: ConvStrategy,
 }
 
 impl<B: Backend> ConvBn<B> {
@@ -78,6 +81,7 @@ impl<B: Backend> ConvBn<B> {
             spatial: None,
             conv: conv3d(cin, cout, kernel, stride, device),
             bn: BatchNorm::new(cout, bn.eps, bn.momentum, device),
+            strategy: ConvStrategy::for_backend::<B>(),
         }
     }
 
@@ -106,12 +110,13 @@ impl<B: Backend> ConvBn<B> {
             spatial: Some(spatial),
             conv: conv3d(mid, cout, [kernel[0], 1, 1], [stride[0], 1, 1], device),
             bn: BatchNorm::new(cout, bn.eps, bn.momentum, device),
+            strategy: ConvStrategy::for_backend::<B>(),
         }
     }
 
     /// conv → BN (no activation; the caller decides).
     pub fn forward(&self, x: Tensor<B, 5>) -> Tensor<B, 5> {
-        let strategy = ConvStrategy::for_backend::<B>();
+        let strategy = self.strategy;
         let x = match &self.spatial {
             Some(s) => relu(s.bn.forward(conv3d_forward(&s.conv, x, strategy))),
             None => x,

@@ -82,6 +82,24 @@ impl<B: Backend> ResNet3d<B> {
         Ok(self.pool(self.feature_map(x)))
     }
 
+    /// The same network with every convolution computed by `strategy` (benchmarks and tests
+    /// compare the host kernels with the backend's own; networks pick theirs when built).
+    pub fn with_conv_strategy(mut self, strategy: crate::ConvStrategy) -> Self {
+        self.stem.unit.strategy = strategy;
+        for block in self.stages.iter_mut().flat_map(|s| s.blocks.iter_mut()) {
+            let units = [
+                Some(&mut block.a),
+                Some(&mut block.b),
+                block.c.as_mut(),
+                block.shortcut.as_mut(),
+            ];
+            for unit in units.into_iter().flatten() {
+                unit.strategy = strategy;
+            }
+        }
+        self
+    }
+
     /// The res5 feature map [N, C, T', H', W'].
     pub fn feature_map(&self, x: Tensor<B, 5>) -> Tensor<B, 5> {
         let x = self.stem.forward(x);

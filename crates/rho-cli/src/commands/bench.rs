@@ -51,6 +51,10 @@ pub struct BenchModelArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Convolutions through the backend's own conv3d instead of rho's host GEMM kernels (the
+    /// CPU backends' default), to compare the two.
+    #[arg(long)]
+    pub native_conv: bool,
 }
 
 #[derive(Serialize)]
@@ -67,6 +71,19 @@ struct Report {
     forward_ms_median: Option<f64>,
     /// Cross-entropy of the last step (a smoke test checks it is finite).
     final_loss: f64,
+    /// The convolution path: "host-gemm" or "native".
+    conv: String,
+    /// Peak resident memory of the process (getrusage), MiB.
+    peak_rss_mb: Option<f64>,
+}
+
+/// The process's peak resident set size in MiB (Linux reports `ru_maxrss` in KiB).
+fn peak_rss_mb() -> Option<f64> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a `rusage` into the pointer it is given.
+    let ok = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) } == 0;
+    // SAFETY: initialised by the successful call above.
+    ok.then(|| unsafe { usage.assume_init() }.ru_maxrss as f64 / 1024.0)
 }
 
 pub fn run<B: Backend>(
@@ -91,7 +108,12 @@ pub fn run<B: Backend>(
     } else {
         None
     };
+    let conv = match model.stem.unit.strategy {
+        rho_model::ConvStrategy::HostGemm => "host-gemm",
+        rho_model::ConvStrategy::Native => "native",
+    };
     let measured = Measured {
+        conv: conv.to_string(),
         step_ms,
         final_loss,
         forward_ms_median,
@@ -111,6 +133,7 @@ struct Trained<B: Backend> {
 
 /// Everything the report is computed from, so building it needs no long parameter list.
 struct Measured {
+    conv: String,
     step_ms: Vec<f64>,
     final_loss: f64,
     forward_ms_median: Option<f64>,
@@ -142,6 +165,9 @@ fn time_train_steps<B: Backend>(
         .with_dropout(0.0);
     B::seed(device, 0);
     let mut model = cfg.try_init::<Autodiff<B>>(device)?;
+    if a.native_conv {
+        model = model.with_conv_strategy(rho_model::ConvStrategy::Native);
+    }
     model.check_input(&input).context("benchmark input")?;
     let mut optim = sgd::<Autodiff<B>>();
     let x = Tensor::<Autodiff<B>, 5>::random(input, Distribution::Normal(0.0, 1.0), device);
@@ -230,6 +256,8 @@ fn build_report(
         clips_per_s: a.batch as f64 / (med / 1e3),
         forward_ms_median: m.forward_ms_median,
         final_loss: m.final_loss,
+        conv: m.conv,
+        peak_rss_mb: peak_rss_mb(),
     }
 }
 
@@ -239,8 +267,9 @@ fn print_report(a: &BenchModelArgs, report: &Report) -> Result<()> {
         println!("{}", serde_json::to_string(report)?);
     } else {
         println!(
-            "rho {} {} {:?}: train step median {:.1} ms (min {:.1}, max {:.1}) over {} steps, {:.2} clips/s{}",
+            "rho {} ({} conv) {} {:?}: train step median {:.1} ms (min {:.1}, max {:.1}) over {} steps, {:.2} clips/s{}, peak RSS {}",
             report.backend,
+            report.conv,
             report.arch,
             report.input,
             report.step_ms_median,
@@ -251,7 +280,10 @@ fn print_report(a: &BenchModelArgs, report: &Report) -> Result<()> {
             report
                 .forward_ms_median
                 .map(|f| format!(", forward {f:.1} ms"))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            report
+                .peak_rss_mb
+                .map_or("unknown".to_string(), |m| format!("{m:.0} MiB"))
         );
     }
     Ok(())

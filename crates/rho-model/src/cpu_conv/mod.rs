@@ -1,0 +1,167 @@
+//! Convolutions on the CPU backends as GEMMs over an im2col matrix, forward and backward.
+//!
+//! Burn 0.21's flex and ndarray backends do not implement `conv3d_x_backward` /
+//! `conv3d_weight_backward`; the defaults (a transposed convolution, and a convolution with
+//! batch and channels swapped) cost 3–7× the forward pass. Here everything is GEMMs over im2col
+//! columns, as in PyTorch's `slow_conv3d`: dW = Σ dy·colsᵀ, and dX either col2im(Wᵀ·dy) or, for
+//! stride 1, a forward convolution of dy with the flipped kernel (docs/architecture.md, "CPU
+//! convolutions"). The backend is recognised by its type (`TypeId`), once, when a network
+//! asks for its [`ConvStrategy`]; GPU backends keep their own kernels.
+
+mod geometry;
+mod kernels;
+mod tracked;
+
+use std::any::{Any, TypeId};
+
+use burn::nn::conv::Conv3d;
+use burn::nn::PaddingConfig3d;
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{backend::Backend, Tensor, TensorPrimitive};
+
+pub use geometry::{ConvGeometry, COLUMN_BUDGET_BYTES};
+pub use kernels::{backward as host_backward, forward as host_forward, Needs, Real};
+
+/// How a network's convolutions are computed, fixed by the backend's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvStrategy {
+    /// The backend's conv3d (GPU backends, and dtypes the host kernels do not take).
+    Native,
+    /// The host GEMM kernels, forward and backward (flex and ndarray, with or without autodiff).
+    HostGemm,
+}
+
+impl ConvStrategy {
+    pub fn for_backend<B: Backend>() -> Self {
+        if host_backends().contains(&TypeId::of::<B>()) {
+            ConvStrategy::HostGemm
+        } else {
+            ConvStrategy::Native
+        }
+    }
+}
+
+/// The backends with a host path, under autodiff and without.
+fn host_backends() -> Vec<TypeId> {
+    #[allow(unused_mut)]
+    let mut ids = Vec::new();
+    #[cfg(feature = "flex")]
+    ids.extend(ids_of::<burn::backend::Flex>());
+    #[cfg(feature = "ndarray")]
+    {
+        ids.extend(ids_of::<burn::backend::NdArray<f32>>());
+        ids.extend(ids_of::<burn::backend::NdArray<f64>>());
+    }
+    ids
+}
+
+#[allow(dead_code)]
+fn ids_of<C: Backend>() -> [TypeId; 2] {
+    [
+        TypeId::of::<C>(),
+        TypeId::of::<burn_autodiff::Autodiff<C>>(),
+    ]
+}
+
+/// `conv.forward(x)`, through the host kernels when `strategy` is `HostGemm` and the conv is
+/// one they take (groups 1, dilation 1, no bias, explicit padding, f32/f64).
+pub fn conv3d_forward<B: Backend>(
+    conv: &Conv3d<B>,
+    x: Tensor<B, 5>,
+    strategy: ConvStrategy,
+) -> Tensor<B, 5> {
+    if strategy == ConvStrategy::Native {
+        return conv.forward(x);
+    }
+    let w = conv.weight.val();
+    let Some(g) = geometry(conv, &x, &w) else {
+        return conv.forward(x);
+    };
+    match host_conv(x, w, &g) {
+        Ok(y) => y,
+        Err((x, _)) => conv.forward(x),
+    }
+}
+
+fn geometry<B: Backend>(
+    conv: &Conv3d<B>,
+    x: &Tensor<B, 5>,
+    w: &Tensor<B, 5>,
+) -> Option<ConvGeometry> {
+    let padding = match conv.padding {
+        PaddingConfig3d::Explicit(a, b, c) => [a, b, c],
+        PaddingConfig3d::Valid => [0, 0, 0],
+        _ => return None,
+    };
+    let [n, c, d, h, wd] = x.dims();
+    let [co, ci, kd, kh, kw] = w.dims();
+    let plain = conv.groups == 1 && conv.dilation == [1, 1, 1] && conv.bias.is_none();
+    let dtype_ok = tracked::is_host_dtype(x.dtype()) && x.dtype() == w.dtype();
+    let g = ConvGeometry {
+        batch: n,
+        in_channels: c,
+        input: [d, h, wd],
+        out_channels: co,
+        kernel: [kd, kh, kw],
+        stride: conv.stride,
+        padding,
+    };
+    (plain && dtype_ok && ci == c && g.output().is_some()).then_some(g)
+}
+
+type Pair<B> = (Tensor<B, 5>, Tensor<B, 5>);
+
+/// The host convolution for whichever known backend `B` is; the inputs back when none.
+fn host_conv<B: Backend>(
+    x: Tensor<B, 5>,
+    w: Tensor<B, 5>,
+    g: &ConvGeometry,
+) -> Result<Tensor<B, 5>, Pair<B>> {
+    let done: Result<Tensor<B, 5>, Pair<B>> = Err((x, w));
+    #[cfg(feature = "flex")]
+    let done = done.or_else(|p| on::<B, burn::backend::Flex>(p, g));
+    #[cfg(feature = "ndarray")]
+    let done = done
+        .or_else(|p| on::<B, burn::backend::NdArray<f32>>(p, g))
+        .or_else(|p| on::<B, burn::backend::NdArray<f64>>(p, g));
+    done
+}
+
+/// The convolution when `B` is `C` or `Autodiff<C>`; the inputs back otherwise.
+#[allow(dead_code)]
+fn on<B: Backend, C: Backend>(pair: Pair<B>, g: &ConvGeometry) -> Result<Tensor<B, 5>, Pair<B>> {
+    type Ad<C> = FloatTensor<burn_autodiff::Autodiff<C>>;
+    let id = TypeId::of::<B>();
+    if id == TypeId::of::<C>() {
+        let (x, w) = (
+            prim::<B, FloatTensor<C>>(pair.0),
+            prim::<B, FloatTensor<C>>(pair.1),
+        );
+        Ok(tensor::<B, _>(tracked::forward::<C>(x, w, g)))
+    } else if id == TypeId::of::<burn_autodiff::Autodiff<C>>() {
+        let (x, w) = (prim::<B, Ad<C>>(pair.0), prim::<B, Ad<C>>(pair.1));
+        Ok(tensor::<B, _>(tracked::forward_tracked::<C>(x, w, g)))
+    } else {
+        Err(pair)
+    }
+}
+
+/// The primitive of a tensor whose backend was matched by `TypeId` as the one of `P`.
+fn prim<B: Backend, P: 'static>(t: Tensor<B, 5>) -> P {
+    let boxed: Box<dyn Any> = Box::new(t.into_primitive().tensor());
+    match boxed.downcast::<P>() {
+        Ok(p) => *p,
+        Err(_) => unreachable!("the backend's TypeId was compared"),
+    }
+}
+
+fn tensor<B: Backend, P: 'static>(p: P) -> Tensor<B, 5> {
+    let boxed: Box<dyn Any> = Box::new(p);
+    match boxed.downcast::<FloatTensor<B>>() {
+        Ok(p) => Tensor::from_primitive(TensorPrimitive::Float(*p)),
+        Err(_) => unreachable!("the backend's TypeId was compared"),
+    }
+}
+
+#[cfg(test)]
+mod tests;
