@@ -452,7 +452,8 @@ fn flipped_transposed<T: Real>(g: &ConvGeometry, w: &[T]) -> Vec<T> {
 /// sample with each step on all threads.
 fn input_grad_col2im<T: Real>(g: &ConvGeometry, w: &[T], dy: &[T], budget: usize) -> Vec<T> {
     let chunks = row_chunks(g, std::mem::size_of::<T>(), budget);
-    let len = chunk_len(g, &chunks).max(g.col_rows() * g.out_positions().min(1));
+    // Never pointwise here (those take the transposed path), so the chunks need a buffer.
+    let len = chunk_len(g, &chunks);
     let (pos, k, co) = (g.out_positions(), g.col_rows(), g.out_channels);
     let wo = g.output().unwrap_or_default()[2];
     let wt = Mat {
