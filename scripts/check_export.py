@@ -53,11 +53,13 @@ def main():
     ap.add_argument("--backend", default=None, help="rho --backend (e.g. cuda)")
     ap.add_argument("--device", default="cpu", help="torch device for the reference")
     ap.add_argument("--tol", type=float, default=1e-4)
+    ap.add_argument("--tf32", choices=["on", "off"], default="off",
+                    help="let PyTorch's CUDA convolutions and matmuls use TF32 (its cuDNN default; CubeCL's "
+                    "f32 kernels use TF32 on GPUs that have it), or compute in full f32")
     args = ap.parse_args()
     torch.set_grad_enabled(False)
-    # Compare full-precision arithmetic on both sides (PyTorch uses TF32 convs on GPUs by default).
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = args.tf32 == "on"
+    torch.backends.cuda.matmul.allow_tf32 = args.tf32 == "on"
     rho = [args.rho] + (["--backend", args.backend] if args.backend else [])
     failed = False
     with tempfile.TemporaryDirectory() as d:
@@ -78,7 +80,8 @@ def main():
             ef, el = rel(np.load(feats), f_ref), rel(np.load(logits), l_ref)
             ok = ef < args.tol and el < args.tol
             failed |= not ok
-            print(f"{arch:12s} strict load OK; features rel. L2 {ef:.2e}, logits rel. L2 {el:.2e} {'OK' if ok else 'FAIL'}")
+            print(f"{arch:12s} TF32 {args.tf32:3s} strict load OK; features rel. L2 {ef:.2e}, logits rel. L2 {el:.2e} "
+                  f"(tol {args.tol:.0e}) {'OK' if ok else 'FAIL'}")
     sys.exit(1 if failed else 0)
 
 

@@ -4,6 +4,7 @@ mod arch;
 mod backend;
 mod commands;
 mod index_args;
+mod kernels;
 mod npy;
 
 use anyhow::Result;
@@ -25,6 +26,8 @@ struct Cli {
     /// GPU index for cuda/wgpu.
     #[arg(long, global = true, default_value_t = 0)]
     device: usize,
+    #[command(flatten)]
+    kernels: kernels::KernelArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -93,6 +96,15 @@ fn run() -> Result<()> {
         _ => {}
     }
     let kind = BackendKind::resolve(cli.backend)?;
+    if !kind.is_cpu() {
+        if let Some(log) = kernels::configure(&cli.kernels)? {
+            eprintln!(
+                "kernel cache: {} (autotune results and compiled kernels, reused by later runs); \
+                 the first steps compile and autotune what it lacks, minutes for a large network",
+                log.cache_dir.display()
+            );
+        }
+    }
     with_backend!(kind, cli.device, |B, dev, at| match &cli.command {
         Command::Embed(a) => embed::run::<B>(a, dev),
         Command::Convert(a) => convert::run::<B>(a, dev),

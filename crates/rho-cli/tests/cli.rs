@@ -330,11 +330,10 @@ fn a_killed_run_resumes_from_its_last_checkpoint() {
     assert!(last.starts_with("{\"step\":19,"), "{last}");
 }
 
-/// The demo with a smaller budget: synthetic videos, pre-training, probe and kNN; the learned
-/// features beat randomly initialised ones on held-out videos.
-#[test]
-fn a_reduced_demo_learns_features_that_beat_random_ones() {
-    let d = tmp("demo");
+/// The demo with a smaller budget (and `extra` arguments): synthetic videos, pre-training,
+/// probe and kNN; returns the folder and `results.json`.
+fn reduced_demo(tag: &str, extra: &[&str]) -> (PathBuf, serde_json::Value, String) {
+    let d = tmp(tag);
     let (ok, log) = run(rho()
         .args([
             "demo",
@@ -348,20 +347,32 @@ fn a_reduced_demo_learns_features_that_beat_random_ones() {
             "320",
             "--eval-set",
             "data.test_clips=2",
-            "--out",
         ])
+        .args(extra)
+        .arg("--out")
         .arg(&d));
     assert!(ok, "{log}");
     let results: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(d.join("results.json")).unwrap()).unwrap();
-    let top1 = |p: &str, w: &str| results[p][w].as_f64().unwrap();
     for p in ["linear", "knn"] {
         for w in ["learned", "random"] {
-            assert!((0.0..=100.0).contains(&top1(p, w)), "{results}");
+            let v = results[p][w].as_f64().unwrap();
+            assert!((0.0..=100.0).contains(&v), "{results}");
         }
     }
+    (d, results, log)
+}
+
+fn top1(results: &serde_json::Value, protocol: &str, weights: &str) -> f64 {
+    results[protocol][weights].as_f64().unwrap()
+}
+
+/// The reduced demo: the learned features beat randomly initialised ones on held-out videos.
+#[test]
+fn a_reduced_demo_learns_features_that_beat_random_ones() {
+    let (d, results, log) = reduced_demo("demo", &[]);
     assert!(
-        top1("linear", "learned") > top1("linear", "random"),
+        top1(&results, "linear", "learned") > top1(&results, "linear", "random"),
         "the probe on learned features should beat random ones: {results}\n{log}"
     );
     for f in [
@@ -372,6 +383,20 @@ fn a_reduced_demo_learns_features_that_beat_random_ones() {
     ] {
         assert!(d.join(f).exists(), "{f} missing");
     }
+}
+
+/// Mixed precision: the reduced demo with bf16 convolutions and Linear layers, in pre-training
+/// and evaluation, still learns.
+#[test]
+fn a_reduced_bf16_demo_learns() {
+    let (_, results, log) = reduced_demo(
+        "demo-bf16",
+        &["--set", "precision=bf16", "--eval-set", "precision=bf16"],
+    );
+    assert!(
+        top1(&results, "linear", "learned") > top1(&results, "linear", "random"),
+        "bf16: {results}\n{log}"
+    );
 }
 
 /// `rho synth`, then each `rho eval` protocol on its lists; a second frozen-BN probe reads the

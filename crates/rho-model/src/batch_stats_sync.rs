@@ -45,13 +45,15 @@ pub fn with_batch_stats_sync<R>(sync: Arc<dyn BatchStatsSync>, f: impl FnOnce() 
     f()
 }
 
-/// The statistics rows of the active sync group, or `None` when BatchNorm is per-device.
-pub(crate) fn gather_rows<B: Backend>(row: Tensor<B, 2>) -> Option<Tensor<B, 2>> {
+/// The statistics rows of the active sync group, or `None` when BatchNorm is per-device. The
+/// row is built only when there is a group to send it to (a GPU backend would otherwise compile
+/// and run its concatenation for nothing).
+pub(crate) fn gather_rows<B: Backend>(row: impl FnOnce() -> Tensor<B, 2>) -> Option<Tensor<B, 2>> {
     let sync = ACTIVE.with(|a| a.borrow().clone())?;
     if sync.group_size() <= 1 {
         return None;
     }
-    let out = sync.gather(Box::new(row));
+    let out = sync.gather(Box::new(row()));
     match out.downcast::<Tensor<B, 2>>() {
         Ok(t) => Some(*t),
         Err(_) => panic!(

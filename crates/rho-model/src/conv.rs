@@ -9,8 +9,9 @@ use burn::nn::PaddingConfig3d;
 use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Distribution, Tensor};
 
-use crate::cpu_conv::{conv3d_forward, ConvStrategy};
+use crate::cpu_conv::{conv3d_forward_in, ConvStrategy};
 use crate::norm::BatchNorm;
+use crate::precision::Precision;
 
 /// Hyper-parameters shared by every BatchNorm of a network.
 #[derive(Debug, Clone, Copy)]
@@ -65,6 +66,9 @@ pub struct ConvBn<B: Backend> {
     /// How the convolutions run, fixed at construction by the backend's type.
     #[module(skip)]
     pub strategy: ConvStrategy,
+    /// The dtype the convolutions compute in; BatchNorm always runs in the network's own.
+    #[module(skip)]
+    pub precision: Precision,
 }
 
 impl<B: Backend> ConvBn<B> {
@@ -82,6 +86,7 @@ impl<B: Backend> ConvBn<B> {
             conv: conv3d(cin, cout, kernel, stride, device),
             bn: BatchNorm::new(cout, bn.eps, bn.momentum, device),
             strategy: ConvStrategy::for_backend::<B>(),
+            precision: Precision::F32,
         }
     }
 
@@ -111,17 +116,19 @@ impl<B: Backend> ConvBn<B> {
             conv: conv3d(mid, cout, [kernel[0], 1, 1], [stride[0], 1, 1], device),
             bn: BatchNorm::new(cout, bn.eps, bn.momentum, device),
             strategy: ConvStrategy::for_backend::<B>(),
+            precision: Precision::F32,
         }
     }
 
     /// conv → BN (no activation; the caller decides).
     pub fn forward(&self, x: Tensor<B, 5>) -> Tensor<B, 5> {
-        let strategy = self.strategy;
+        let (strategy, precision) = (self.strategy, self.precision);
+        let conv = |c: &Conv3d<B>, x| conv3d_forward_in(c, x, strategy, precision);
         let x = match &self.spatial {
-            Some(s) => relu(s.bn.forward(conv3d_forward(&s.conv, x, strategy))),
+            Some(s) => relu(s.bn.forward(conv(&s.conv, x))),
             None => x,
         };
-        self.bn.forward(conv3d_forward(&self.conv, x, strategy))
+        self.bn.forward(conv(&self.conv, x))
     }
 
     pub fn out_channels(&self) -> usize {

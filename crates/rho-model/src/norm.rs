@@ -85,7 +85,7 @@ impl<B: Backend> BatchNorm<B> {
             .sum_dim(0)
             .div_scalar(local_count); // biased, [1, c]
 
-        let row = Tensor::cat(vec![local_mean.clone(), local_var.clone()], 1);
+        let row = || Tensor::cat(vec![local_mean.clone(), local_var.clone()], 1);
         let (mean, var, centred, count) = match crate::batch_stats_sync::gather_rows(row) {
             None => (local_mean, local_var, centred, local_count),
             Some(rows) => {

@@ -84,8 +84,23 @@ impl<B: Backend> ResNet3d<B> {
 
     /// The same network with every convolution computed by `strategy` (benchmarks and tests
     /// compare the host kernels with the backend's own; networks pick theirs when built).
-    pub fn with_conv_strategy(mut self, strategy: crate::ConvStrategy) -> Self {
-        self.stem.unit.strategy = strategy;
+    pub fn with_conv_strategy(self, strategy: crate::ConvStrategy) -> Self {
+        self.map_units(|unit| unit.strategy = strategy)
+    }
+
+    /// The same network with its convolutions computing in `precision` (mixed precision; the
+    /// parameters and BatchNorm keep the network's dtype).
+    pub fn with_precision(self, precision: crate::Precision) -> Self {
+        self.map_units(|unit| unit.precision = precision)
+    }
+
+    /// The precision of the convolutions (all units share it).
+    pub fn precision(&self) -> crate::Precision {
+        self.stem.unit.precision
+    }
+
+    fn map_units(mut self, mut f: impl FnMut(&mut crate::ConvBn<B>)) -> Self {
+        f(&mut self.stem.unit);
         for block in self.stages.iter_mut().flat_map(|s| s.blocks.iter_mut()) {
             let units = [
                 Some(&mut block.a),
@@ -93,9 +108,7 @@ impl<B: Backend> ResNet3d<B> {
                 block.c.as_mut(),
                 block.shortcut.as_mut(),
             ];
-            for unit in units.into_iter().flatten() {
-                unit.strategy = strategy;
-            }
+            units.into_iter().flatten().for_each(&mut f);
         }
         self
     }

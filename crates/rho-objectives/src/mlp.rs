@@ -11,7 +11,7 @@ use burn::module::{Initializer, Module, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
-use rho_model::BatchNorm;
+use rho_model::{BatchNorm, Precision};
 use serde::{Deserialize, Serialize};
 
 /// How the heads' Linear layers are initialised.
@@ -59,6 +59,9 @@ pub struct ProjectionMlpConfig {
 pub struct ProjectionMlp<B: Backend> {
     pub linears: Vec<Linear<B>>,
     pub norms: Vec<BatchNorm<B>>,
+    /// The dtype the Linear layers compute in (BatchNorm stays in the network's own).
+    #[module(skip)]
+    pub precision: Precision,
 }
 
 impl ProjectionMlpConfig {
@@ -91,7 +94,11 @@ impl ProjectionMlpConfig {
                 norms.push(BatchNorm::new(fout, 1e-5, 0.1, device));
             }
         }
-        ProjectionMlp { linears, norms }
+        ProjectionMlp {
+            linears,
+            norms,
+            precision: Precision::F32,
+        }
     }
 }
 
@@ -106,7 +113,7 @@ impl<B: Backend> ProjectionMlp<B> {
         let mut x = x;
         let mut hidden = Vec::with_capacity(n.saturating_sub(1));
         for (i, lin) in self.linears.iter().enumerate() {
-            x = lin.forward(x);
+            x = self.precision.linear(lin, x);
             if i + 1 < n {
                 if let Some(bn) = self.norms.get(i) {
                     x = bn.forward(x);

@@ -2,7 +2,7 @@
 
 use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
-use rho_model::ResNet3d;
+use rho_model::{Precision, ResNet3d};
 
 use crate::mlp::ProjectionMlp;
 use crate::prototypes::Prototypes;
@@ -53,6 +53,18 @@ impl<B: Backend> SslNetwork<B> {
         if let Some(p) = &self.predictor {
             p.sync_running_stats();
         }
+    }
+
+    /// The same network with its convolutions and the MLPs' Linear layers computing in
+    /// `precision` (mixed precision). SwAV's prototypes stay in full precision: their scores,
+    /// divided by a temperature of 0.1, feed the Sinkhorn iterations and the softmax directly.
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.backbone = self.backbone.with_precision(precision);
+        self.projector.precision = precision;
+        if let Some(p) = self.predictor.as_mut() {
+            p.precision = precision;
+        }
+        self
     }
 
     /// L2-normalised projection.

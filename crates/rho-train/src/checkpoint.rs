@@ -40,6 +40,9 @@ pub struct CheckpointMeta {
     /// The resolved recipe (TOML), so the networks can be rebuilt from the file alone.
     #[serde(default)]
     pub recipe: String,
+    /// f16 runs: the dynamic loss scale and its count of good steps.
+    #[serde(default)]
+    pub loss_scale: Option<crate::loss_scale::LossScaler>,
 }
 
 #[derive(Serialize, Deserialize)]

@@ -6,6 +6,7 @@ pub mod dataset;
 pub mod distributed;
 pub mod engine;
 pub mod eval;
+pub mod loss_scale;
 pub mod memory;
 pub mod optim;
 pub mod plot;
@@ -21,6 +22,7 @@ pub use engine::{
     pretrain, pretrain_with, FnHooks, Hooks, NoHooks, RankContext, RunOptions, StepLog, TrainError,
     Trainer,
 };
+pub use loss_scale::LossScaler;
 pub use optim::{GroupedOptimizer, SgdRule};
 pub use recipe::{Recipe, RecipeError};
 pub use schedule::{scale_lr, CosineSchedule};

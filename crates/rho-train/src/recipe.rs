@@ -31,6 +31,11 @@ pub struct Recipe {
     pub output: PathBuf,
     #[serde(default)]
     pub seed: u64,
+    /// The dtype convolutions and linear layers compute in: "f32", "bf16" or "f16" (mixed
+    /// precision; master weights, BatchNorm, losses and the optimiser stay f32). f16 trains
+    /// with a dynamic loss scale (`[optim]`'s `loss_scale*` keys).
+    #[serde(default)]
+    pub precision: rho_model::Precision,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -254,6 +259,12 @@ pub struct OptimSection {
     /// Accumulate gradients over this many micro-batches (BN then sees micro-batches).
     #[serde(default = "default_one")]
     pub accumulation: usize,
+    /// f16 only: the initial loss scale (PyTorch's GradScaler default 2¹⁶) and the good steps
+    /// after which it doubles; it halves on every overflow.
+    #[serde(default = "default_loss_scale")]
+    pub loss_scale: f64,
+    #[serde(default = "default_growth_interval")]
+    pub loss_scale_growth_interval: usize,
 }
 
 pub(crate) fn default_momentum() -> f64 {
@@ -267,6 +278,12 @@ fn default_trust() -> f64 {
 }
 fn default_one() -> usize {
     1
+}
+fn default_loss_scale() -> f64 {
+    65536.0
+}
+fn default_growth_interval() -> usize {
+    2000
 }
 
 impl Recipe {
@@ -291,6 +308,13 @@ impl Recipe {
         }
         if d.workers == 0 {
             return Err("data.workers must be at least 1".into());
+        }
+        let o = &self.optim;
+        if !(o.loss_scale.is_finite() && o.loss_scale > 0.0) || o.loss_scale_growth_interval == 0 {
+            return Err(format!(
+                "optim.loss_scale must be a positive number and optim.loss_scale_growth_interval at least 1 (got {} and {})",
+                o.loss_scale, o.loss_scale_growth_interval
+            ));
         }
         // Far beyond any real recipe, and small enough that no size computed from them overflows.
         for (name, v, max) in [

@@ -7,7 +7,9 @@
 //! divided by the number of micro-batches, and splits the gradients into the two optimiser
 //! groups; the guards run on the step's metrics; on several devices the gradients are averaged
 //! over the ranks; finally both groups step at `lr`. A guard that fires stops the run before
-//! the optimiser can apply a bad step.
+//! the optimiser can apply a bad step. In f16 (a `loss_scale` in the plan) the loss is scaled
+//! before back-propagation and the averaged gradients unscaled before the step, which is
+//! skipped when any of them is not finite.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -67,12 +69,17 @@ pub struct StepPlan {
     pub skip_optimizer: bool,
     /// The run's seed.
     pub seed: u64,
+    /// f16 training: the loss is multiplied by this before back-propagation and the gradients
+    /// divided by it; a step with non-finite gradients is skipped (crate::loss_scale).
+    pub loss_scale: Option<f64>,
 }
 
 /// What a step leaves behind: the metrics averaged over micro-batches (and ranks).
 pub struct StepOutcome<B: AutodiffBackend> {
     pub net: SslNetwork<B>,
     pub metrics: BTreeMap<&'static str, f64>,
+    /// The scaled gradients overflowed and the optimiser step was skipped.
+    pub overflowed: bool,
 }
 
 /// Runs one step. See the module documentation for the order of operations.
@@ -106,7 +113,11 @@ pub fn train_step<B: AutodiffBackend>(
         for (k, val) in &out.metrics {
             *metrics.entry(*k).or_insert(0.0) += val / accum as f64;
         }
-        let grads = out.loss.div_scalar(accum as f64).backward();
+        let loss = out.loss.div_scalar(accum as f64);
+        let grads = match plan.loss_scale {
+            Some(scale) => loss.mul_scalar(scale).backward(),
+            None => loss.backward(),
+        };
         if !plan.skip_optimizer {
             let (gb, gr) = opt.split(&net, grads);
             grads_bn = Some(accumulate(&net, grads_bn, gb));
@@ -123,19 +134,39 @@ pub fn train_step<B: AutodiffBackend>(
     }
     guard(&metrics, &plan)?;
     let (Some(mut gb), Some(mut gr)) = (grads_bn, grads_rest) else {
-        return Ok(StepOutcome { net, metrics });
+        return Ok(StepOutcome {
+            net,
+            metrics,
+            overflowed: false,
+        });
     };
     let (mut bn, mut rest) = (gb.grads(), gr.grads());
     if let Some(t) = env.transport {
         bn = crate::distributed::average_gradients(&net, bn, t, "gradients (BatchNorm)")?;
         rest = crate::distributed::average_gradients(&net, rest, t, "gradients")?;
     }
+    if let Some(scale) = plan.loss_scale {
+        let (b, bn_finite) = crate::loss_scale::unscale(&net, bn, 1.0 / scale);
+        let (r, rest_finite) = crate::loss_scale::unscale(&net, rest, 1.0 / scale);
+        if !(bn_finite && rest_finite) {
+            return Ok(StepOutcome {
+                net,
+                metrics,
+                overflowed: true,
+            });
+        }
+        (bn, rest) = (b, r);
+    }
     if let Some(inspect) = env.inspect_gradients {
         inspect(&net, &bn);
         inspect(&net, &rest);
     }
     let net = opt.step_split(plan.lr, net, bn, rest);
-    Ok(StepOutcome { net, metrics })
+    Ok(StepOutcome {
+        net,
+        metrics,
+        overflowed: false,
+    })
 }
 
 /// Stops the run on a non-finite loss or a collapsed representation, before the optimiser

@@ -142,6 +142,7 @@ fn corrupt_or_truncated_checkpoints_are_refused_with_their_path() {
         position: Default::default(),
         recipe_name: "t".into(),
         recipe: String::new(),
+        loss_scale: None,
     };
     let blobs = [
         ("online", 100, 1u8),
@@ -283,4 +284,71 @@ fn a_step_that_cannot_fit_in_memory_is_refused_before_training() {
         |_| {},
     )
     .unwrap();
+}
+
+/// f16 end to end: a loss scale far beyond f16's range overflows, each overflowing step is
+/// skipped (the schedules still advance) and halves the scale until steps apply; the scale is
+/// in the metrics and continues from a checkpoint.
+#[test]
+fn f16_runs_back_off_an_overflowing_loss_scale_and_resume_it() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    use rho_train::{pretrain_with, RunOptions};
+    let index = common::videos("engine");
+    let dev = Default::default();
+    let out = std::env::temp_dir().join(format!("rho-f16-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let mut r = recipe("simclr", "lars", "", &index);
+    r.output = out.clone();
+    r.precision = rho_model::Precision::F16;
+    r.optim.loss_scale = 2f64.powi(24);
+    r.optim.loss_scale_growth_interval = 3;
+    let mut logs = Vec::new();
+    let opts = RunOptions {
+        max_steps: Some(30),
+        checkpoint_every: Some(30),
+        keep: 1,
+        ..Default::default()
+    };
+    pretrain_with::<AB>(&r, &dev, opts, |l| logs.push(l.clone())).unwrap();
+    let scale: Vec<f64> = logs.iter().map(|l| l.metrics["loss_scale"]).collect();
+    let over: Vec<bool> = logs.iter().map(|l| l.metrics["overflow"] == 1.0).collect();
+    assert!(over[0] && logs[0].skipped, "2²⁴ must overflow: {scale:?}");
+    // Measured: the scale comes down to 2¹³ (these gradients reach about 65504 / 2¹³ ≈ 8).
+    let first_ok = over
+        .iter()
+        .position(|o| !o)
+        .expect("the scale never came down");
+    assert!(first_ok >= 5, "{scale:?}");
+    for i in 1..logs.len() {
+        let want = if over[i - 1] {
+            0.5
+        } else {
+            scale[i] / scale[i - 1]
+        };
+        assert_eq!(scale[i] / scale[i - 1], want, "step {i}: {scale:?}");
+        assert_eq!(logs[i].skipped, over[i], "step {i}");
+    }
+    assert!(
+        over[first_ok..].iter().filter(|o| !**o).count() >= 3,
+        "{over:?}"
+    );
+    // The checkpoint holds the scale the next step would use.
+    let ck = rho_train::Checkpoint::read(&out.join("ckpt_00000030.rho")).unwrap();
+    let saved = ck
+        .meta
+        .loss_scale
+        .expect("an f16 checkpoint keeps its loss scale");
+    assert!(
+        [0.5, 1.0, 2.0].contains(&(saved.scale / scale[29])),
+        "{saved:?}"
+    );
+    let mut resumed = Vec::new();
+    let opts = RunOptions {
+        max_steps: Some(31),
+        resume: Some(out.join("ckpt_00000030.rho")),
+        ..Default::default()
+    };
+    pretrain_with::<AB>(&r, &dev, opts, |l| resumed.push(l.metrics["loss_scale"])).unwrap();
+    assert_eq!(resumed, [saved.scale]);
+    let _ = std::fs::remove_dir_all(&out);
 }

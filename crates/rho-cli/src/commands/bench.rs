@@ -55,6 +55,9 @@ pub struct BenchModelArgs {
     /// CPU backends' default), to compare the two.
     #[arg(long)]
     pub native_conv: bool,
+    /// The dtype convolutions compute in (mixed precision): f32, bf16 or f16.
+    #[arg(long, default_value = "f32")]
+    pub precision: rho_model::Precision,
 }
 
 #[derive(Serialize)]
@@ -64,10 +67,20 @@ struct Report {
     arch: String,
     input: [usize; 5],
     threads: usize,
+    precision: String,
+    /// The first step alone: on cuda/wgpu it compiles and autotunes every kernel it meets
+    /// (cold, unless the kernel cache holds them), so it is reported apart from the steady state.
+    first_step_ms: f64,
+    /// The untimed warm-up steps, the first included.
+    warmup_ms: Vec<f64>,
+    /// Steady state: the timed steps after the warm-up.
     step_ms_median: f64,
     step_ms_min: f64,
     step_ms_max: f64,
     clips_per_s: f64,
+    /// GPU backends: kernels compiled and shapes autotuned by the first step, and in all.
+    kernels_first_step: Option<crate::kernels::KernelCounts>,
+    kernels_total: Option<crate::kernels::KernelCounts>,
     forward_ms_median: Option<f64>,
     /// Cross-entropy of the last step (a smoke test checks it is finite).
     final_loss: f64,
@@ -101,6 +114,8 @@ pub fn run<B: Backend>(
         model,
         x,
         step_ms,
+        warmup_ms,
+        kernels_first_step,
         final_loss,
     } = time_train_steps::<B>(a, input, &device)?;
     let forward_ms_median = if a.forward {
@@ -115,6 +130,8 @@ pub fn run<B: Backend>(
     let measured = Measured {
         conv: conv.to_string(),
         step_ms,
+        warmup_ms,
+        kernels_first_step,
         final_loss,
         forward_ms_median,
     };
@@ -128,6 +145,9 @@ struct Trained<B: Backend> {
     x: Tensor<Autodiff<B>, 5>,
     /// Times of the timed (post-warmup) steps, in ms.
     step_ms: Vec<f64>,
+    /// Times of the warm-up steps, in ms.
+    warmup_ms: Vec<f64>,
+    kernels_first_step: Option<crate::kernels::KernelCounts>,
     final_loss: f64,
 }
 
@@ -135,6 +155,8 @@ struct Trained<B: Backend> {
 struct Measured {
     conv: String,
     step_ms: Vec<f64>,
+    warmup_ms: Vec<f64>,
+    kernels_first_step: Option<crate::kernels::KernelCounts>,
     final_loss: f64,
     forward_ms_median: Option<f64>,
 }
@@ -168,6 +190,7 @@ fn time_train_steps<B: Backend>(
     if a.native_conv {
         model = model.with_conv_strategy(rho_model::ConvStrategy::Native);
     }
+    model = model.with_precision(a.precision);
     model.check_input(&input).context("benchmark input")?;
     let mut optim = sgd::<Autodiff<B>>();
     let x = Tensor::<Autodiff<B>, 5>::random(input, Distribution::Normal(0.0, 1.0), device);
@@ -175,7 +198,8 @@ fn time_train_steps<B: Backend>(
     let y = Tensor::<Autodiff<B>, 1, Int>::from_data(TensorData::new(labels, [a.batch]), device);
     let ce = CrossEntropyLossConfig::new().init(device);
 
-    let mut step_ms = Vec::new();
+    let (mut step_ms, mut warmup_ms) = (Vec::new(), Vec::new());
+    let mut kernels_first_step = None;
     let mut final_loss = f64::NAN;
     for i in 0..a.warmup + a.steps {
         let t0 = Instant::now();
@@ -185,11 +209,17 @@ fn time_train_steps<B: Backend>(
         model = optim.step(0.01, model, grads);
         final_loss = loss.into_scalar().to_string().parse().unwrap_or(f64::NAN);
         B::sync(device).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        if i == 0 {
+            kernels_first_step = crate::kernels::log().map(|l| l.counts());
+        }
         if i >= a.warmup {
-            step_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+            step_ms.push(ms);
+        } else {
+            warmup_ms.push(ms);
         }
         if !a.json {
-            eprint!("\rstep {}/{}", i + 1, a.warmup + a.steps);
+            eprint!("\rstep {}/{} ({:.0} ms)", i + 1, a.warmup + a.steps, ms);
         }
     }
     if !a.json {
@@ -199,6 +229,8 @@ fn time_train_steps<B: Backend>(
         model,
         x,
         step_ms,
+        warmup_ms,
+        kernels_first_step,
         final_loss,
     })
 }
@@ -243,6 +275,12 @@ fn build_report(
     input: [usize; 5],
     mut m: Measured,
 ) -> Report {
+    let first_step_ms = m
+        .warmup_ms
+        .first()
+        .or(m.step_ms.first())
+        .copied()
+        .unwrap_or(f64::NAN);
     let med = median(&mut m.step_ms);
     Report {
         engine: "rho",
@@ -250,6 +288,11 @@ fn build_report(
         arch: a.arch.clone(),
         input,
         threads: thread_count(),
+        precision: a.precision.to_string(),
+        first_step_ms,
+        warmup_ms: m.warmup_ms,
+        kernels_first_step: m.kernels_first_step,
+        kernels_total: crate::kernels::log().map(|l| l.counts()),
         step_ms_median: med,
         step_ms_min: m.step_ms.iter().cloned().fold(f64::INFINITY, f64::min),
         step_ms_max: m.step_ms.iter().cloned().fold(0.0, f64::max),
@@ -266,12 +309,21 @@ fn print_report(a: &BenchModelArgs, report: &Report) -> Result<()> {
     if a.json {
         println!("{}", serde_json::to_string(report)?);
     } else {
+        let kernels = match (report.kernels_first_step, report.kernels_total) {
+            (Some(f), Some(t)) => format!(
+                ", kernels compiled/autotuned: {}/{} in the first step, {}/{} in all",
+                f.compiled, f.autotuned, t.compiled, t.autotuned
+            ),
+            _ => String::new(),
+        };
         println!(
-            "rho {} ({} conv) {} {:?}: train step median {:.1} ms (min {:.1}, max {:.1}) over {} steps, {:.2} clips/s{}, peak RSS {}",
+            "rho {} ({} conv, {}) {} {:?}: first step {:.1} ms; steady-state train step median {:.1} ms (min {:.1}, max {:.1}) over {} steps, {:.2} clips/s{}, peak RSS {}{kernels}",
             report.backend,
             report.conv,
+            report.precision,
             report.arch,
             report.input,
+            report.first_step_ms,
             report.step_ms_median,
             report.step_ms_min,
             report.step_ms_max,

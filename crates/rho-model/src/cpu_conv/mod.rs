@@ -16,7 +16,7 @@ use std::any::{Any, TypeId};
 
 use burn::nn::conv::Conv3d;
 use burn::nn::PaddingConfig3d;
-use burn::tensor::ops::FloatTensor;
+use burn::tensor::ops::{ConvOptions, FloatTensor};
 use burn::tensor::{backend::Backend, Tensor, TensorPrimitive};
 
 pub use geometry::{ConvGeometry, COLUMN_BUDGET_BYTES};
@@ -81,6 +81,42 @@ pub fn conv3d_forward<B: Backend>(
         Ok(y) => y,
         Err((x, _)) => conv.forward(x),
     }
+}
+
+/// [`conv3d_forward`] in `precision`: the operands rounded to the compute dtype, the result
+/// rounded and returned in `x`'s dtype. On the host kernels the rounding is explicit and the
+/// products accumulate in f32, as a bf16/f16 tensor-core kernel computes; on other backends the
+/// operands are cast and the backend's own low-precision convolution runs. Padding other than
+/// explicit or valid stays in full precision (rho's networks use explicit padding only).
+pub fn conv3d_forward_in<B: Backend>(
+    conv: &Conv3d<B>,
+    x: Tensor<B, 5>,
+    strategy: ConvStrategy,
+    precision: crate::Precision,
+) -> Tensor<B, 5> {
+    let Some(low) = precision.low_dtype() else {
+        return conv3d_forward(conv, x, strategy);
+    };
+    let padding = match conv.padding {
+        PaddingConfig3d::Explicit(a, b, c) => [a, b, c],
+        PaddingConfig3d::Valid => [0, 0, 0],
+        _ => return conv3d_forward(conv, x, strategy),
+    };
+    let full = x.dtype();
+    let (mut x, mut w) = (x, conv.weight.val());
+    if strategy == ConvStrategy::HostGemm && conv.bias.is_none() {
+        let (xq, wq) = (precision.round(x), precision.round(w));
+        match geometry(conv, &xq, &wq) {
+            Some(g) => match host_conv(xq, wq, &g) {
+                Ok(y) => return precision.round(y),
+                Err(pair) => (x, w) = pair,
+            },
+            None => (x, w) = (xq, wq),
+        }
+    }
+    let options = ConvOptions::new(conv.stride, padding, conv.dilation, conv.groups);
+    let bias = conv.bias.as_ref().map(|b| b.val().cast(low));
+    burn::tensor::module::conv3d(x.cast(low), w.cast(low), bias, options).cast(full)
 }
 
 fn geometry<B: Backend>(

@@ -20,6 +20,8 @@ pub struct TrainState<'a, B: AutodiffBackend> {
     pub net: &'a SslNetwork<B>,
     pub method: &'a dyn Objective<B>,
     pub opt: &'a GroupedOptimizer<SslNetwork<B>, B>,
+    /// f16 runs: the loss scale to continue with.
+    pub loss_scale: Option<crate::loss_scale::LossScaler>,
 }
 
 /// Writes `state` after `step` steps (the loader to continue at `position`) into the recipe's
@@ -52,6 +54,7 @@ pub fn save<B: AutodiffBackend>(
         position,
         recipe_name: recipe.name.clone(),
         recipe: toml::to_string(recipe).map_err(|e| werr(e.to_string()))?,
+        loss_scale: state.loss_scale,
     };
     let written = checkpoint_path(dir, step);
     Checkpoint { meta, blobs }.write(&written)?;

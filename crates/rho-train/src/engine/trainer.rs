@@ -12,6 +12,7 @@ use super::data::{index_signature, load_index, loader_config, micro_batches};
 use super::data_parallel::{DataParallel, RankContext};
 use super::state::{restore_networks, restore_optimizer, save, TrainState};
 use super::{checks, Hooks, RunOptions, StepLog, TrainError};
+use crate::loss_scale::LossScaler;
 use crate::optim::{GroupedOptimizer, SgdRule};
 use crate::recipe::{OptimizerKind, Recipe};
 use crate::schedule::CosineSchedule;
@@ -36,6 +37,8 @@ struct Model<B: AutodiffBackend> {
     net: Option<SslNetwork<B>>,
     method: BoxedObjective<B>,
     opt: GroupedOptimizer<SslNetwork<B>, B>,
+    /// f16 runs only.
+    scaler: Option<LossScaler>,
 }
 
 /// When a step began waiting for its batch, and how long it waited.
@@ -91,8 +94,17 @@ impl<B: AutodiffBackend> Trainer<B> {
         let start = (step, loader.position());
         let net = dp.start_together(net, method.as_mut(), start, signature, device)?;
         let mut opt = GroupedOptimizer::new(&net, sgd_rule(recipe), recipe.optim.bn_weight_decay);
+        let mut scaler = recipe.precision.needs_loss_scale().then(|| {
+            LossScaler::new(
+                recipe.optim.loss_scale,
+                recipe.optim.loss_scale_growth_interval,
+            )
+        });
         if let Some((p, ck)) = &resumed {
             opt = restore_optimizer(ck, p, opt, device)?;
+            if scaler.is_some() && ck.meta.loss_scale.is_some() {
+                scaler = ck.meta.loss_scale;
+            }
         }
         let clips_per_step = recipe.batch * recipe.data.rho.max(2);
         let warmup_steps = method.warmup_steps(clips_per_step);
@@ -113,6 +125,7 @@ impl<B: AutodiffBackend> Trainer<B> {
                 net: Some(net),
                 method,
                 opt,
+                scaler,
             },
             clock,
         })
@@ -195,19 +208,26 @@ impl<B: AutodiffBackend> Model<B> {
         waited: Waited,
     ) -> Result<StepLog, TrainError> {
         let [b, v, ..] = batch.shape;
-        let plan = clock.plan(recipe);
+        let mut plan = clock.plan(recipe);
+        plan.loss_scale = self.scaler.map(|s| s.scale);
         let micro = micro_batches::<B>(batch, recipe.optim.accumulation, device);
         let net = self.net.take().ok_or_else(lost_network)?;
         let env = dp.step_env();
         let out = train_step(net, self.method.as_mut(), &mut self.opt, &micro, plan, &env)?;
         self.net = Some(out.net);
+        let mut metrics = out.metrics;
+        if let Some(s) = self.scaler.as_mut() {
+            metrics.insert("loss_scale", s.scale);
+            metrics.insert("overflow", if out.overflowed { 1.0 } else { 0.0 });
+            s.update(out.overflowed);
+        }
         clock.step += 1;
         Ok(StepLog {
             step: plan.step,
             epoch: plan.epoch,
             lr: plan.lr,
-            skipped: plan.skip_optimizer,
-            metrics: out.metrics,
+            skipped: plan.skip_optimizer || out.overflowed,
+            metrics,
             data_wait_s: waited.data_wait_s,
             step_s: waited.since.elapsed().as_secs_f64(),
             clips: b * v * dp.world(),
@@ -220,6 +240,7 @@ impl<B: AutodiffBackend> Model<B> {
             net: self.net.as_ref().ok_or_else(lost_network)?,
             method: self.method.as_ref(),
             opt: &self.opt,
+            loss_scale: self.scaler,
         })
     }
 }
@@ -254,6 +275,7 @@ impl Clock {
             lr: self.schedule.lr(epoch),
             skip_optimizer: self.step < self.warmup_steps,
             seed: recipe.seed,
+            loss_scale: None,
         }
     }
 }
@@ -270,7 +292,9 @@ fn build_networks<B: AutodiffBackend>(
     let _init = INIT.lock().unwrap_or_else(|e| e.into_inner());
     B::seed(device, recipe.seed);
     let backbone = rho_model::ResNet3dConfig::preset(&recipe.model.arch)?.try_init::<B>(device)?;
-    let net = mcfg.build_network(backbone, device);
+    let net = mcfg
+        .build_network(backbone, device)
+        .with_precision(recipe.precision);
     let method = rho_objectives::registry::build(mcfg, &net, device)?;
     Ok((net, method))
 }

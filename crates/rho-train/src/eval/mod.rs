@@ -72,7 +72,9 @@ impl EvalJob {
         if let WeightSource::File(p) = &self.weights {
             source::exists(p)?;
         }
-        let backbone = source::load_backbone::<B>(&self.weights, self.arch().as_deref(), device)?;
+        let precision = self.recipe.precision;
+        let backbone = source::load_backbone::<B>(&self.weights, self.arch().as_deref(), device)?
+            .with_precision(precision);
         let arch = backbone.arch.clone();
         let train = self.recipe.train.load()?;
         let test = self.recipe.test.load()?;
@@ -81,6 +83,11 @@ impl EvalJob {
             (None, _) => String::new(),
             (Some(_), WeightSource::File(p)) => features::file_fingerprint(p)?,
             (Some(_), WeightSource::Random { seed }) => format!("random-{seed}"),
+        };
+        // Cached features are per precision.
+        let weights_key = match precision {
+            rho_model::Precision::F32 => weights_key,
+            p => format!("{weights_key}-{p}"),
         };
         Ok(Loaded {
             backbone,

@@ -70,6 +70,10 @@ pub struct EvalRecipe {
     pub dropout: f64,
     #[serde(default)]
     pub knn: KnnSection,
+    /// The dtype the backbone's convolutions compute in ("f32", "bf16", "f16"), as in
+    /// pre-training; the probe's Linear layer and its loss stay f32.
+    #[serde(default)]
+    pub precision: rho_model::Precision,
     /// The paper's number for this exact setting, when there is one.
     pub paper: Option<PaperReference>,
 }

@@ -75,6 +75,43 @@ pub struct Reporter {
     totals: Totals,
     /// The first failed write (reported when the run ends, not by stopping it).
     error: Option<anyhow::Error>,
+    /// GPU backends: the kernels compiled and tuned so far, reported while they grow.
+    warmup: Option<KernelWarmup>,
+}
+
+/// The first steps on a GPU compile and autotune kernels (minutes on a cold cache); saying so,
+/// with counts and time, keeps them from looking like a hang.
+struct KernelWarmup {
+    log: &'static crate::kernels::KernelLog,
+    seen: crate::kernels::KernelCounts,
+    /// Seconds of the steps that compiled or tuned something.
+    spent_s: f64,
+}
+
+impl KernelWarmup {
+    /// A line when this step compiled or tuned kernels.
+    fn step(&mut self, log: &StepLog) -> Option<String> {
+        let now = self.log.counts();
+        if now == self.seen {
+            return None;
+        }
+        let new = (
+            now.compiled.saturating_sub(self.seen.compiled),
+            now.autotuned.saturating_sub(self.seen.autotuned),
+        );
+        self.seen = now;
+        self.spent_s += log.step_s;
+        Some(format!(
+            "step {}: compiling/tuning kernels: {} compiled and {} shapes autotuned in this step ({} and {} so far, {:.1} s of steps); cache {}",
+            log.step,
+            new.0,
+            new.1,
+            now.compiled,
+            now.autotuned,
+            self.spent_s,
+            self.log.cache_dir.display()
+        ))
+    }
 }
 
 impl Reporter {
@@ -119,6 +156,11 @@ impl Reporter {
             history,
             totals: Totals::default(),
             error: None,
+            warmup: crate::kernels::log().map(|log| KernelWarmup {
+                log,
+                seen: log.counts(),
+                spent_s: 0.0,
+            }),
         })
     }
 
@@ -127,6 +169,9 @@ impl Reporter {
             self.bar.set_length(log.total_steps as u64);
             self.bar.set_position(log.step as u64);
             self.bar.reset_eta();
+        }
+        if let Some(line) = self.warmup.as_mut().and_then(|w| w.step(log)) {
+            self.bar.println(line);
         }
         self.bar.set_position(log.step as u64 + 1);
         let t = &mut self.totals;
