@@ -69,6 +69,16 @@ pub struct KernelCounts {
 }
 
 impl KernelLog {
+    /// The two logs' sizes: they only change when CubeCL compiles or tunes something, so a
+    /// caller polling every step reads the logs only then.
+    pub fn size(&self) -> u64 {
+        [&self.compilations, &self.autotune]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
     pub fn counts(&self) -> KernelCounts {
         let count = |path: &Path, marker: &str| {
             std::fs::read_to_string(path)

@@ -47,13 +47,13 @@ impl LossScaler {
     }
 }
 
-/// Every gradient of `module` in `grads` multiplied by `factor`, and whether all of them are
-/// finite (one reduction, one read-back).
-pub fn unscale<B: AutodiffBackend, M: AutodiffModule<B>>(
+/// Every gradient of `module` in each of `groups` multiplied by `factor`, and whether all of
+/// them are finite (one reduction, one read-back for all groups).
+pub fn unscale<B: AutodiffBackend, M: AutodiffModule<B>, const G: usize>(
     module: &M,
-    grads: GradientsParams,
+    groups: [GradientsParams; G],
     factor: f64,
-) -> (GradientsParams, bool) {
+) -> ([GradientsParams; G], bool) {
     struct Scale<IB: Backend> {
         grads: GradientsParams,
         factor: f64,
@@ -74,17 +74,21 @@ pub fn unscale<B: AutodiffBackend, M: AutodiffModule<B>>(
             self.grads.register::<B::InnerBackend, D>(p.id, g);
         }
     }
-    let mut v = Scale::<B::InnerBackend> {
-        grads,
-        factor,
-        total: None,
-    };
-    module.visit(&mut v);
-    let finite = v
-        .total
+    let mut total = None;
+    let groups = groups.map(|grads| {
+        let mut v = Scale::<B::InnerBackend> {
+            grads,
+            factor,
+            total: total.take(),
+        };
+        module.visit(&mut v);
+        total = v.total;
+        v.grads
+    });
+    let finite = total
         .map(|t| t.into_scalar().elem::<f64>().is_finite())
         .unwrap_or(true);
-    (v.grads, finite)
+    (groups, finite)
 }
 
 #[cfg(test)]

@@ -146,9 +146,8 @@ pub fn train_step<B: AutodiffBackend>(
         rest = crate::distributed::average_gradients(&net, rest, t, "gradients")?;
     }
     if let Some(scale) = plan.loss_scale {
-        let (b, bn_finite) = crate::loss_scale::unscale(&net, bn, 1.0 / scale);
-        let (r, rest_finite) = crate::loss_scale::unscale(&net, rest, 1.0 / scale);
-        if !(bn_finite && rest_finite) {
+        let ([b, r], finite) = crate::loss_scale::unscale(&net, [bn, rest], 1.0 / scale);
+        if !finite {
             return Ok(StepOutcome {
                 net,
                 metrics,

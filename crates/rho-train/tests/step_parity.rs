@@ -357,8 +357,16 @@ impl Run {
 /// The errors above tolerance, and every step's gradients by module path.
 type CaseResult = (Vec<String>, Vec<BTreeMap<String, Vec<f64>>>);
 
-fn run_case<B: AutodiffBackend>(case: &Case, fx: &Fx, run: Run) -> CaseResult {
-    let Run { tol, chain, .. } = run;
+/// A case's starting point: the fixture's initial network (computing in `precision`), its
+/// method with the fixture's queue, the optimiser and the LR schedule.
+struct Start<B: AutodiffBackend> {
+    net: SslNetwork<B>,
+    method: Method<B>,
+    opt: GroupedOptimizer<SslNetwork<B>, B>,
+    schedule: CosineSchedule,
+}
+
+fn start<B: AutodiffBackend>(case: &Case, fx: &Fx, precision: Precision) -> Start<B> {
     let device = B::Device::default();
     let cfg = method_config(case.kind);
     let backbone = backbone_config().init::<B>(&device);
@@ -367,7 +375,7 @@ fn run_case<B: AutodiffBackend>(case: &Case, fx: &Fx, run: Run) -> CaseResult {
         fx,
         &format!("{}.init", case.name),
     )
-    .with_precision(run.precision);
+    .with_precision(precision);
     let mut method = Method::new(cfg, &net, &device).unwrap();
     if let Some(q) = method.queue.as_mut() {
         q.keys = fixture_tensor(fx, &format!("{}.queue0", case.name), &device);
@@ -383,13 +391,30 @@ fn run_case<B: AutodiffBackend>(case: &Case, fx: &Fx, run: Run) -> CaseResult {
         weight_decay: wd,
         lars_trust: case.lars.then_some(0.001),
     };
-    let mut opt = GroupedOptimizer::new(&net, rule, 0.0);
+    let opt = GroupedOptimizer::new(&net, rule, 0.0);
     let schedule = CosineSchedule {
         base_lr,
         warmup_start,
         warmup_epochs: 0.5,
         epochs: 1.0,
     };
+    Start {
+        net,
+        method,
+        opt,
+        schedule,
+    }
+}
+
+fn run_case<B: AutodiffBackend>(case: &Case, fx: &Fx, run: Run) -> CaseResult {
+    let Run { tol, chain, .. } = run;
+    let device = B::Device::default();
+    let Start {
+        net,
+        mut method,
+        mut opt,
+        schedule,
+    } = start::<B>(case, fx, run.precision);
     let views = clips::<B>(fx, &device);
     let mut net = net;
     let mut errors = Vec::new();
@@ -451,31 +476,50 @@ fn run_case<B: AutodiffBackend>(case: &Case, fx: &Fx, run: Run) -> CaseResult {
             check_key(format!("{p}.grad.{path}"), g, tol);
         }
         step_grads.push(grads);
-        net.sync_running_stats();
-        for (path, (_, v)) in tensors(&net) {
-            check_key(format!("{p}.param.{path}"), &v, tol);
-        }
-        if let Some(t) = &method.target {
-            t.target.sync_running_stats();
-            for (path, (_, v)) in tensors(&t.target) {
-                check_key(format!("{p}.target.{path}"), &v, tol);
-            }
-        }
-        if let Some(q) = &method.queue {
-            let v = q.keys.clone().into_data().convert::<f64>();
-            check_key(format!("{p}.queue"), &v.to_vec::<f64>().unwrap(), tol);
-        }
-        for (path, id) in param_ids(&net) {
-            let key = format!("{p}.buf.{path}");
-            let Some(want) = fx.tensors.get(&key) else {
-                continue;
-            };
-            let got = velocity(&opt, id, want.0.len(), is_linear_weight(&path))
-                .unwrap_or_else(|| panic!("{key}: rho has no momentum buffer"));
-            check_key(key, &got, tol);
-        }
+        check_state((&net, &method, &opt), fx, &p, tol, &mut errors);
     }
     (errors, step_grads)
+}
+
+/// Checks against the fixture's `{prefix}.*` tensors every parameter and BN statistic after the
+/// step, the momentum target, MoCo's queue and every momentum buffer the reference has.
+fn check_state<B: AutodiffBackend>(
+    (net, method, opt): (
+        &SslNetwork<B>,
+        &Method<B>,
+        &GroupedOptimizer<SslNetwork<B>, B>,
+    ),
+    fx: &Fx,
+    prefix: &str,
+    tol: Tol,
+    errors: &mut Vec<String>,
+) {
+    let mut check_key = |what: String, got: &[f64]| {
+        let key = format!("{prefix}.{what}");
+        check(&key, got, fx.get(&key), tol, errors)
+    };
+    net.sync_running_stats();
+    for (path, (_, v)) in tensors(net) {
+        check_key(format!("param.{path}"), &v);
+    }
+    if let Some(t) = &method.target {
+        t.target.sync_running_stats();
+        for (path, (_, v)) in tensors(&t.target) {
+            check_key(format!("target.{path}"), &v);
+        }
+    }
+    if let Some(q) = &method.queue {
+        let v = q.keys.clone().into_data().convert::<f64>();
+        check_key("queue".into(), &v.to_vec::<f64>().unwrap());
+    }
+    for (path, id) in param_ids(net) {
+        let Some(want) = fx.tensors.get(&format!("{prefix}.buf.{path}")) else {
+            continue;
+        };
+        let got = velocity(opt, id, want.0.len(), is_linear_weight(&path))
+            .unwrap_or_else(|| panic!("{prefix}.buf.{path}: rho has no momentum buffer"));
+        check_key(format!("buf.{path}"), &got);
+    }
 }
 
 fn param_ids<B: Backend, M: Module<B>>(m: &M) -> Vec<(String, burn::module::ParamId)> {
@@ -640,8 +684,18 @@ fn low_precision_first_steps_point_the_same_way() {
                 "{} {precision}: gradient cosine {cos:.4} < {floor}",
                 case.name
             );
+            // …and it did round: a precision that was ignored would give the f32 step's 1 − 1e-10.
+            assert!(
+                cos < 1.0 - 1e-5,
+                "{} {precision}: gradient cosine {cos} (not rounded?)",
+                case.name
+            );
         }
-        let (_, grads) = run_case::<F32>(case, &fx, Run::full(F32_TOL, Chain::Free));
+        let f32_step = Run {
+            steps: 1,
+            ..Run::full(F32_TOL, Chain::Free)
+        };
+        let (_, grads) = run_case::<F32>(case, &fx, f32_step);
         let cos = gradient_cosine(&fx, case, &grads[0]);
         assert!(cos > 1.0 - 1e-7, "{} f32: gradient cosine {cos}", case.name);
     }
@@ -669,22 +723,12 @@ fn an_overflowing_loss_scale_skips_the_step_and_keeps_the_weights() {
     type B = F32;
     let fx = Fx::load();
     let device = Default::default();
-    let case = &CASES[2];
-    let cfg = method_config(case.kind);
-    let net = load(
-        cfg.build_network(backbone_config().init::<B>(&device), &device),
-        &fx,
-        "simclr.init",
-    )
-    .with_precision(Precision::F16);
-    let mut method = Method::new(cfg, &net, &device).unwrap();
-    let rule = SgdRule {
-        momentum: 0.9,
-        nesterov: true,
-        weight_decay: 1e-2,
-        lars_trust: Some(0.001),
-    };
-    let mut opt = GroupedOptimizer::new(&net, rule, 0.0);
+    let Start {
+        net,
+        mut method,
+        mut opt,
+        ..
+    } = start::<B>(&CASES[2], &fx, Precision::F16);
     net.sync_running_stats();
     let before = tensors(&net);
     let plan = StepPlan {

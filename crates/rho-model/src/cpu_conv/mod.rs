@@ -97,10 +97,8 @@ pub fn conv3d_forward_in<B: Backend>(
     let Some(low) = precision.low_dtype() else {
         return conv3d_forward(conv, x, strategy);
     };
-    let padding = match conv.padding {
-        PaddingConfig3d::Explicit(a, b, c) => [a, b, c],
-        PaddingConfig3d::Valid => [0, 0, 0],
-        _ => return conv3d_forward(conv, x, strategy),
+    let Some(padding) = fixed_padding(conv) else {
+        return conv3d_forward(conv, x, strategy);
     };
     let full = x.dtype();
     let (mut x, mut w) = (x, conv.weight.val());
@@ -119,16 +117,21 @@ pub fn conv3d_forward_in<B: Backend>(
     burn::tensor::module::conv3d(x.cast(low), w.cast(low), bias, options).cast(full)
 }
 
+/// The padding when it does not depend on the input's size (explicit or valid).
+fn fixed_padding<B: Backend>(conv: &Conv3d<B>) -> Option<[usize; 3]> {
+    match conv.padding {
+        PaddingConfig3d::Explicit(a, b, c) => Some([a, b, c]),
+        PaddingConfig3d::Valid => Some([0, 0, 0]),
+        _ => None,
+    }
+}
+
 fn geometry<B: Backend>(
     conv: &Conv3d<B>,
     x: &Tensor<B, 5>,
     w: &Tensor<B, 5>,
 ) -> Option<ConvGeometry> {
-    let padding = match conv.padding {
-        PaddingConfig3d::Explicit(a, b, c) => [a, b, c],
-        PaddingConfig3d::Valid => [0, 0, 0],
-        _ => return None,
-    };
+    let padding = fixed_padding(conv)?;
     let [n, c, d, h, wd] = x.dims();
     let [co, ci, kd, kh, kw] = w.dims();
     let plain = conv.groups == 1 && conv.dilation == [1, 1, 1] && conv.bias.is_none();

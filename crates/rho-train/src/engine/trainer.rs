@@ -102,9 +102,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         });
         if let Some((p, ck)) = &resumed {
             opt = restore_optimizer(ck, p, opt, device)?;
-            if scaler.is_some() && ck.meta.loss_scale.is_some() {
-                scaler = ck.meta.loss_scale;
-            }
+            scaler = scaler.map(|s| ck.meta.loss_scale.unwrap_or(s));
         }
         let clips_per_step = recipe.batch * recipe.data.rho.max(2);
         let warmup_steps = method.warmup_steps(clips_per_step);
@@ -216,7 +214,8 @@ impl<B: AutodiffBackend> Model<B> {
         let out = train_step(net, self.method.as_mut(), &mut self.opt, &micro, plan, &env)?;
         self.net = Some(out.net);
         let mut metrics = out.metrics;
-        if let Some(s) = self.scaler.as_mut() {
+        // MoCo's queue warm-up steps take no optimiser step, so they are not good steps either.
+        if let Some(s) = self.scaler.as_mut().filter(|_| !plan.skip_optimizer) {
             metrics.insert("loss_scale", s.scale);
             metrics.insert("overflow", if out.overflowed { 1.0 } else { 0.0 });
             s.update(out.overflowed);

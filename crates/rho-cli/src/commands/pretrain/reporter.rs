@@ -84,6 +84,8 @@ pub struct Reporter {
 struct KernelWarmup {
     log: &'static crate::kernels::KernelLog,
     seen: crate::kernels::KernelCounts,
+    /// The logs' size when `seen` was counted.
+    seen_size: u64,
     /// Seconds of the steps that compiled or tuned something.
     spent_s: f64,
 }
@@ -91,6 +93,11 @@ struct KernelWarmup {
 impl KernelWarmup {
     /// A line when this step compiled or tuned kernels.
     fn step(&mut self, log: &StepLog) -> Option<String> {
+        let size = self.log.size();
+        if size == self.seen_size {
+            return None;
+        }
+        self.seen_size = size;
         let now = self.log.counts();
         if now == self.seen {
             return None;
@@ -159,6 +166,7 @@ impl Reporter {
             warmup: crate::kernels::log().map(|log| KernelWarmup {
                 log,
                 seen: log.counts(),
+                seen_size: log.size(),
                 spent_s: 0.0,
             }),
         })
