@@ -71,7 +71,7 @@ for m in $METHODS; do
     run=$OUT/rho_${m}_s$seed
     if [ ! -f "$run/scores.json" ]; then
       if "$RHO" pretrain --config "configs/demo/$m.toml" "${rho_sets[@]}" --set "output=\"$run\"" \
-        --set seed=$seed --checkpoint-every 0 > "$run.log" 2>&1; then
+        --set seed=$seed > "$run.log" 2>&1; then
         score "$run"
       else stopped "$run"; fi
     fi

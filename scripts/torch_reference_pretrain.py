@@ -181,6 +181,9 @@ UNSUPPORTED = {"data.augment.blur_p": 0.0, "method.aggregation": "mean", "method
                "method.all_pairs": False, "optim.nesterov": True, "optim.bn_weight_decay": 0.0,
                "optim.accumulation": 1, "model.sync_bn": "off", "data.max_timespan_s": None,
                "optim.lars_trust": 0.001}
+# rho's defaults for those keys where they differ from what the reference implements: a recipe
+# that leaves such a key out trains rho with the default, so the reference must refuse it too.
+RHO_DEFAULTS = {"data.augment.blur_p": 0.5}
 IGNORED = {"name", "output", "seed", "data.index", "data.prefix", "data.format", "data.short_side",
            "data.workers"}
 
@@ -222,6 +225,11 @@ def apply_recipe(a, flat):
         if key == "method.head_init":
             value = {"c2_xavier": "c2_xavier", "pytorch": "torch_default"}[value]
         setattr(a, RECIPE_KEYS[key], value)
+    for key, implemented in UNSUPPORTED.items():
+        default = RHO_DEFAULTS.get(key, implemented)
+        if key not in flat and default != implemented:
+            raise SystemExit(f"the recipe leaves {key} at rho's default {default!r}, which the reference "
+                             f"does not implement; set {key} = {implemented!r} in the recipe to compare")
 
 
 def main():

@@ -84,6 +84,42 @@ pub struct AugmentParams {
 }
 
 impl AugmentConfig {
+    /// Checks every range and probability, naming the first bad one (sampling would panic).
+    pub fn validate(&self) -> Result<(), String> {
+        let range = |name: &str, (lo, hi): (f64, f64), max: f64| {
+            if lo.is_finite() && hi.is_finite() && 0.0 < lo && lo <= hi && hi <= max {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{name} = [{lo}, {hi}] must satisfy 0 < low ≤ high ≤ {max}"
+                ))
+            }
+        };
+        range("area", self.area, 1.0)?;
+        range("aspect", self.aspect, f64::MAX)?;
+        range("blur_sigma", self.blur_sigma, f64::MAX)?;
+        for (name, p) in [
+            ("flip_p", self.flip_p),
+            ("jitter_p", self.jitter_p),
+            ("grayscale_p", self.grayscale_p),
+            ("blur_p", self.blur_p),
+        ] {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(format!("{name} = {p} is not a probability in [0, 1]"));
+            }
+        }
+        let [b, c, s, h] = self.jitter;
+        if ![b, c, s].iter().all(|v| v.is_finite() && *v >= 0.0) || !(0.0..=0.5).contains(&h) {
+            return Err(format!(
+                "jitter = [{b}, {c}, {s}, {h}]: brightness, contrast and saturation must be ≥ 0 and hue in [0, 0.5]"
+            ));
+        }
+        if self.size == 0 {
+            return Err("the crop size must be at least 1".into());
+        }
+        Ok(())
+    }
+
     /// Draws the parameters for a clip of h×w frames.
     pub fn sample<R: Rng>(&self, h: usize, w: usize, rng: &mut R) -> AugmentParams {
         let jitter = if rng.random_bool(self.jitter_p) {

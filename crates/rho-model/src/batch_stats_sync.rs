@@ -45,6 +45,11 @@ pub fn with_batch_stats_sync<R>(sync: Arc<dyn BatchStatsSync>, f: impl FnOnce() 
     f()
 }
 
+/// Whether BatchNorm on this thread is synchronised with other devices.
+pub(crate) fn is_active() -> bool {
+    ACTIVE.with(|a| a.borrow().as_ref().is_some_and(|s| s.group_size() > 1))
+}
+
 /// The statistics rows of the active sync group, or `None` when BatchNorm is per-device. The
 /// row is built only when there is a group to send it to (a GPU backend would otherwise compile
 /// and run its concatenation for nothing).

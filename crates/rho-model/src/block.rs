@@ -1,7 +1,6 @@
 //! `ResBlock`: a bottleneck or basic residual block with its shortcut.
 
 use burn::module::Module;
-use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
 
 use crate::config::{two_plus_one_mid, BlockKind, ConvFactor};
@@ -84,11 +83,10 @@ impl<B: Backend> ResBlock<B> {
             Some(s) => s.forward(x.clone()),
             None => x.clone(),
         };
-        let y = relu(self.a.forward(x));
-        let y = match &self.c {
-            Some(c) => c.forward(relu(self.b.forward(y))),
-            None => self.b.forward(y),
-        };
-        relu(y + skip)
+        let y = self.a.forward_fused(x, None, true);
+        match &self.c {
+            Some(c) => c.forward_fused(self.b.forward_fused(y, None, true), Some(skip), true),
+            None => self.b.forward_fused(y, Some(skip), true),
+        }
     }
 }

@@ -6,7 +6,6 @@
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv3d, Conv3dConfig};
 use burn::nn::PaddingConfig3d;
-use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Distribution, Tensor};
 
 use crate::cpu_conv::{conv3d_forward_in, ConvStrategy};
@@ -122,13 +121,24 @@ impl<B: Backend> ConvBn<B> {
 
     /// conv → BN (no activation; the caller decides).
     pub fn forward(&self, x: Tensor<B, 5>) -> Tensor<B, 5> {
+        self.forward_fused(x, None, false)
+    }
+
+    /// conv → BN → (+ skip) → (ReLU), the BatchNorm, residual and activation in one pass where
+    /// the host kernels serve.
+    pub fn forward_fused(
+        &self,
+        x: Tensor<B, 5>,
+        skip: Option<Tensor<B, 5>>,
+        apply_relu: bool,
+    ) -> Tensor<B, 5> {
         let (strategy, precision) = (self.strategy, self.precision);
         let conv = |c: &Conv3d<B>, x| conv3d_forward_in(c, x, strategy, precision);
         let x = match &self.spatial {
-            Some(s) => relu(s.bn.forward(conv(&s.conv, x))),
+            Some(s) => s.bn.forward_fused(conv(&s.conv, x), None, true),
             None => x,
         };
-        self.bn.forward(conv(&self.conv, x))
+        self.bn.forward_fused(conv(&self.conv, x), skip, apply_relu)
     }
 
     pub fn out_channels(&self) -> usize {

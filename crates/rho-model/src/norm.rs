@@ -8,7 +8,11 @@
 //! Training versus inference follows Burn's rule: batch statistics on an autodiff backend.
 
 use burn::module::{Module, Param, RunningState};
-use burn::tensor::{backend::Backend, Tensor};
+use burn::tensor::{backend::Backend, Tensor, TensorData};
+
+use burn::tensor::activation::relu;
+
+use crate::cpu_norm::{batch_norm_train, Moments, NormInputs, NormStrategy};
 
 /// Batch normalisation over dim 1 of a tensor of any rank ≥ 2.
 #[derive(Module, Debug)]
@@ -22,6 +26,9 @@ pub struct BatchNorm<B: Backend> {
     pub running_var: RunningState<Tensor<B, 1>>,
     pub momentum: f64,
     pub epsilon: f64,
+    /// Fused host kernels or composed tensor ops, fixed at construction by the backend's type.
+    #[module(skip)]
+    pub strategy: NormStrategy,
 }
 
 /// The name of [`BatchNorm`] before it was known to serve every rank.
@@ -37,6 +44,7 @@ impl<B: Backend> BatchNorm<B> {
             running_var: RunningState::new(Tensor::ones([channels], device)),
             momentum,
             epsilon,
+            strategy: NormStrategy::for_backend::<B>(),
         }
     }
 
@@ -48,13 +56,66 @@ impl<B: Backend> BatchNorm<B> {
     /// running statistics otherwise.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         if B::ad_enabled(&x.device()) {
+            if self.strategy == NormStrategy::Host {
+                return self.forward_fused(x, None, false);
+            }
             self.forward_train(x)
         } else {
             self.forward_eval(x)
         }
     }
 
-    /// Batch statistics; updates the running estimates. Inside
+    /// `relu(self.forward(x) + skip)` (each part optional) in one fused pass where the host
+    /// kernels serve (train mode on the CPU backends, without sync or groups); otherwise
+    /// composed from [`forward`](Self::forward). Residual blocks end this way.
+    pub fn forward_fused<const D: usize>(
+        &self,
+        x: Tensor<B, D>,
+        skip: Option<Tensor<B, D>>,
+        apply_relu: bool,
+    ) -> Tensor<B, D> {
+        let host = self.strategy == NormStrategy::Host
+            && B::ad_enabled(&x.device())
+            && crate::batch_groups::active().is_none()
+            && !crate::batch_stats_sync::is_active();
+        let (x, skip) = if host {
+            let dims = x.dims();
+            let (n, c) = (dims[0], dims[1]);
+            let s: usize = dims[2..].iter().product();
+            let inputs = NormInputs {
+                x: x.reshape([n, c, s]),
+                gamma: self.gamma.val(),
+                beta: self.beta.val(),
+                skip: skip.map(|t| t.reshape([n, c, s])),
+            };
+            match batch_norm_train(inputs, apply_relu, self.epsilon) {
+                Ok((y, moments)) => {
+                    self.update_running(&moments, n * s, &y.device());
+                    return y.reshape(dims);
+                }
+                Err(t) => (t.x.reshape(dims), t.skip.map(|k| k.reshape(dims))),
+            }
+        } else {
+            (x, skip)
+        };
+        let y = if B::ad_enabled(&x.device()) {
+            self.forward_train(x)
+        } else {
+            self.forward_eval(x)
+        };
+        let y = match skip {
+            Some(k) => y + k,
+            None => y,
+        };
+        if apply_relu {
+            relu(y)
+        } else {
+            y
+        }
+    }
+
+    /// Batch statistics from composed tensor ops (any backend); updates the running estimates.
+    /// Inside
     /// [`with_batch_stats_sync`](crate::with_batch_stats_sync) the statistics are those of the
     /// whole sync group (SyncBatchNorm): every device contributes its per-channel mean and
     /// biased variance, and they are pooled exactly (equal shards: the mean of the means, and the
@@ -117,6 +178,31 @@ impl<B: Backend> BatchNorm<B> {
 
         let scale = self.gamma.val().reshape([1, c]) / var.add_scalar(self.epsilon).sqrt();
         (centred * per_row(scale, n) + per_row(self.beta.val().reshape([1, c]), n)).reshape(dims)
+    }
+
+    /// Moves the running estimates towards host-computed batch statistics over `count` values
+    /// per channel (the unbiased variance, as PyTorch).
+    fn update_running(&self, m: &Moments, count: usize, device: &B::Device) {
+        let c = m.mean.len();
+        let old_mean = self.running_mean.value_sync();
+        let old_var = self.running_var.value_sync();
+        let dtype = old_mean.dtype();
+        let vec = |v: Vec<f64>| {
+            Tensor::<B, 1>::from_data(
+                TensorData::new(v, [c]).convert_dtype(dtype),
+                (device, dtype),
+            )
+        };
+        let unbiased = if count > 1 {
+            count as f64 / (count as f64 - 1.0)
+        } else {
+            1.0
+        };
+        let mom = self.momentum;
+        self.running_mean
+            .update(old_mean.mul_scalar(1.0 - mom) + vec(m.mean.clone()).mul_scalar(mom));
+        self.running_var
+            .update(old_var.mul_scalar(1.0 - mom) + vec(m.var.clone()).mul_scalar(mom * unbiased));
     }
 
     /// Batch statistics pooled by `groups` (see [`crate::batch_groups`]): each sample is

@@ -88,6 +88,17 @@ impl<B: Backend> ResNet3d<B> {
         self.map_units(|unit| unit.strategy = strategy)
     }
 
+    /// The same network with its BatchNorms on `strategy` (tests and benchmarks compare the
+    /// fused host kernels with composed tensor ops this way).
+    pub fn with_norm_strategy(self, strategy: crate::NormStrategy) -> Self {
+        self.map_units(|unit| {
+            unit.bn.strategy = strategy;
+            if let Some(s) = unit.spatial.as_mut() {
+                s.bn.strategy = strategy;
+            }
+        })
+    }
+
     /// The same network with its convolutions computing in `precision` (mixed precision; the
     /// parameters and BatchNorm keep the network's dtype).
     pub fn with_precision(self, precision: crate::Precision) -> Self {

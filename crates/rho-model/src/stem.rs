@@ -1,7 +1,6 @@
 //! `Stem`: the first convolution, BN, ReLU and (for Slow networks) a 1×3×3 max-pool.
 
 use burn::module::Module;
-use burn::tensor::activation::relu;
 use burn::tensor::module::max_pool2d;
 use burn::tensor::{backend::Backend, Tensor};
 
@@ -30,7 +29,7 @@ impl<B: Backend> Stem<B> {
     }
 
     pub fn forward(&self, x: Tensor<B, 5>) -> Tensor<B, 5> {
-        let x = relu(self.unit.forward(x));
+        let x = self.unit.forward_fused(x, None, true);
         if self.max_pool {
             max_pool_1x3x3(x)
         } else {

@@ -309,6 +309,10 @@ impl Recipe {
         if d.workers == 0 {
             return Err("data.workers must be at least 1".into());
         }
+        d.augment
+            .apply(d.crop)
+            .validate()
+            .map_err(|e| format!("data.augment.{e}"))?;
         let o = &self.optim;
         if !(o.loss_scale.is_finite() && o.loss_scale > 0.0) || o.loss_scale_growth_interval == 0 {
             return Err(format!(

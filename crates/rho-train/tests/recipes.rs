@@ -183,3 +183,25 @@ fn method_keys_change_the_preset_and_a_written_recipe_reads_back_the_same() {
         .to_string();
     assert!(e.contains("temprature") && e.contains("temperature"), "{e}");
 }
+
+/// Augmentation ranges and probabilities that would make sampling panic are refused when the
+/// recipe is read, with the key named.
+#[test]
+fn bad_augmentation_values_are_refused_with_their_key() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    let text = std::fs::read_to_string(dir.join("demo/byol.toml")).unwrap();
+    for (set, key) in [
+        ("data.augment.area=[0.9, 0.3]", "area"),
+        ("data.augment.area=[0.0, 1.0]", "area"),
+        ("data.augment.flip_p=1.5", "flip_p"),
+        ("data.augment.blur_p=-0.1", "blur_p"),
+        ("data.augment.jitter=[0.4, 0.4, 0.4, 0.7]", "jitter"),
+        ("data.augment.blur_sigma=[2.0, 0.1]", "blur_sigma"),
+    ] {
+        let e = Recipe::parse(&text, "t", &[set.to_string()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("data.augment.{key}")), "{set}: {e}");
+    }
+    assert!(Recipe::parse(&text, "t", &["data.augment.area=[0.3, 1.0]".into()]).is_ok());
+}

@@ -55,6 +55,10 @@ pub struct BenchModelArgs {
     /// CPU backends' default), to compare the two.
     #[arg(long)]
     pub native_conv: bool,
+    /// BatchNorm through composed tensor ops instead of rho's fused host kernels (the CPU
+    /// backends' default), to compare the two.
+    #[arg(long)]
+    pub native_norm: bool,
     /// The dtype convolutions compute in (mixed precision): f32, bf16 or f16.
     #[arg(long, default_value = "f32")]
     pub precision: rho_model::Precision,
@@ -86,6 +90,8 @@ struct Report {
     final_loss: f64,
     /// The convolution path: "host-gemm" or "native".
     conv: String,
+    /// The BatchNorm path: "host" or "composed".
+    norm: String,
     /// Peak resident memory of the process (getrusage), MiB.
     peak_rss_mb: Option<f64>,
 }
@@ -127,8 +133,13 @@ pub fn run<B: Backend>(
         rho_model::ConvStrategy::HostGemm => "host-gemm",
         rho_model::ConvStrategy::Native => "native",
     };
+    let norm = match model.stem.unit.bn.strategy {
+        rho_model::NormStrategy::Host => "host",
+        rho_model::NormStrategy::Composed => "composed",
+    };
     let measured = Measured {
         conv: conv.to_string(),
+        norm: norm.to_string(),
         step_ms,
         warmup_ms,
         kernels_first_step,
@@ -154,6 +165,7 @@ struct Trained<B: Backend> {
 /// Everything the report is computed from, so building it needs no long parameter list.
 struct Measured {
     conv: String,
+    norm: String,
     step_ms: Vec<f64>,
     warmup_ms: Vec<f64>,
     kernels_first_step: Option<crate::kernels::KernelCounts>,
@@ -189,6 +201,9 @@ fn time_train_steps<B: Backend>(
     let mut model = cfg.try_init::<Autodiff<B>>(device)?;
     if a.native_conv {
         model = model.with_conv_strategy(rho_model::ConvStrategy::Native);
+    }
+    if a.native_norm {
+        model = model.with_norm_strategy(rho_model::NormStrategy::Composed);
     }
     model = model.with_precision(a.precision);
     model.check_input(&input).context("benchmark input")?;
@@ -300,6 +315,7 @@ fn build_report(
         forward_ms_median: m.forward_ms_median,
         final_loss: m.final_loss,
         conv: m.conv,
+        norm: m.norm,
         peak_rss_mb: peak_rss_mb(),
     }
 }
@@ -317,9 +333,10 @@ fn print_report(a: &BenchModelArgs, report: &Report) -> Result<()> {
             _ => String::new(),
         };
         println!(
-            "rho {} ({} conv, {}) {} {:?}: first step {:.1} ms; steady-state train step median {:.1} ms (min {:.1}, max {:.1}) over {} steps, {:.2} clips/s{}, peak RSS {}{kernels}",
+            "rho {} ({} conv, {} BatchNorm, {}) {} {:?}: first step {:.1} ms; steady-state train step median {:.1} ms (min {:.1}, max {:.1}) over {} steps, {:.2} clips/s{}, peak RSS {}{kernels}",
             report.backend,
             report.conv,
+            report.norm,
             report.precision,
             report.arch,
             report.input,

@@ -18,20 +18,7 @@ use rayon::prelude::*;
 use super::geometry::{valid_range, ConvGeometry, COLUMN_BUDGET_BYTES};
 
 /// The float types the kernels run in.
-pub trait Real: Copy + Send + Sync + 'static + std::ops::AddAssign {
-    const ZERO: Self;
-    const ONE: Self;
-}
-
-impl Real for f32 {
-    const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
-}
-
-impl Real for f64 {
-    const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
-}
+pub use crate::host_backend::Real;
 
 /// Per-sample dW buffers (summed in sample order) are used below this many bytes in all.
 const SAMPLE_PARTIALS_BYTES: usize = 64 << 20;

@@ -12,12 +12,14 @@ mod geometry;
 mod kernels;
 mod tracked;
 
-use std::any::{Any, TypeId};
+use std::any::TypeId;
 
 use burn::nn::conv::Conv3d;
 use burn::nn::PaddingConfig3d;
 use burn::tensor::ops::{ConvOptions, FloatTensor};
-use burn::tensor::{backend::Backend, Tensor, TensorPrimitive};
+use burn::tensor::{backend::Backend, Tensor};
+
+use crate::host_backend::{is_host_backend, prim, tensor};
 
 pub use geometry::{ConvGeometry, COLUMN_BUDGET_BYTES};
 pub use kernels::{backward as host_backward, forward as host_forward, Needs, Real};
@@ -33,34 +35,12 @@ pub enum ConvStrategy {
 
 impl ConvStrategy {
     pub fn for_backend<B: Backend>() -> Self {
-        if host_backends().contains(&TypeId::of::<B>()) {
+        if is_host_backend::<B>() {
             ConvStrategy::HostGemm
         } else {
             ConvStrategy::Native
         }
     }
-}
-
-/// The backends with a host path, under autodiff and without.
-fn host_backends() -> Vec<TypeId> {
-    #[allow(unused_mut)]
-    let mut ids = Vec::new();
-    #[cfg(feature = "flex")]
-    ids.extend(ids_of::<burn::backend::Flex>());
-    #[cfg(feature = "ndarray")]
-    {
-        ids.extend(ids_of::<burn::backend::NdArray<f32>>());
-        ids.extend(ids_of::<burn::backend::NdArray<f64>>());
-    }
-    ids
-}
-
-#[allow(dead_code)]
-fn ids_of<C: Backend>() -> [TypeId; 2] {
-    [
-        TypeId::of::<C>(),
-        TypeId::of::<burn_autodiff::Autodiff<C>>(),
-    ]
 }
 
 /// `conv.forward(x)`, through the host kernels when `strategy` is `HostGemm` and the conv is
@@ -173,32 +153,15 @@ fn on<B: Backend, C: Backend>(pair: Pair<B>, g: &ConvGeometry) -> Result<Tensor<
     let id = TypeId::of::<B>();
     if id == TypeId::of::<C>() {
         let (x, w) = (
-            prim::<B, FloatTensor<C>>(pair.0),
-            prim::<B, FloatTensor<C>>(pair.1),
+            prim::<B, 5, FloatTensor<C>>(pair.0),
+            prim::<B, 5, FloatTensor<C>>(pair.1),
         );
-        Ok(tensor::<B, _>(tracked::forward::<C>(x, w, g)))
+        Ok(tensor::<B, 5, _>(tracked::forward::<C>(x, w, g)))
     } else if id == TypeId::of::<burn_autodiff::Autodiff<C>>() {
-        let (x, w) = (prim::<B, Ad<C>>(pair.0), prim::<B, Ad<C>>(pair.1));
-        Ok(tensor::<B, _>(tracked::forward_tracked::<C>(x, w, g)))
+        let (x, w) = (prim::<B, 5, Ad<C>>(pair.0), prim::<B, 5, Ad<C>>(pair.1));
+        Ok(tensor::<B, 5, _>(tracked::forward_tracked::<C>(x, w, g)))
     } else {
         Err(pair)
-    }
-}
-
-/// The primitive of a tensor whose backend was matched by `TypeId` as the one of `P`.
-fn prim<B: Backend, P: 'static>(t: Tensor<B, 5>) -> P {
-    let boxed: Box<dyn Any> = Box::new(t.into_primitive().tensor());
-    match boxed.downcast::<P>() {
-        Ok(p) => *p,
-        Err(_) => unreachable!("the backend's TypeId was compared"),
-    }
-}
-
-fn tensor<B: Backend, P: 'static>(p: P) -> Tensor<B, 5> {
-    let boxed: Box<dyn Any> = Box::new(p);
-    match boxed.downcast::<FloatTensor<B>>() {
-        Ok(p) => Tensor::from_primitive(TensorPrimitive::Float(*p)),
-        Err(_) => unreachable!("the backend's TypeId was compared"),
     }
 }
 

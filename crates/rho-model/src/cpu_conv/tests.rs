@@ -196,6 +196,17 @@ fn features_and_grads(net: &crate::ResNet3d<AB>, x: Tensor<AB, 5>) -> Vec<Tensor
     v.out
 }
 
+/// The cosine between two lists of tensors taken as one vector each.
+fn cosine(a: &[Tensor<Flex, 1>], b: &[Tensor<Flex, 1>]) -> f64 {
+    let dot = |x: &[Tensor<Flex, 1>], y: &[Tensor<Flex, 1>]| -> f64 {
+        x.iter()
+            .zip(y)
+            .map(|(p, q)| (p.clone() * q.clone()).sum().into_scalar() as f64)
+            .sum()
+    };
+    dot(a, b) / (dot(a, a) * dot(b, b)).sqrt()
+}
+
 /// Each tensor's max error over its max value, against `truth`.
 fn errors(got: &[Tensor<Flex, 1>], truth: &[Tensor<Flex, 1>]) -> Vec<f64> {
     assert_eq!(got.len(), truth.len());
@@ -210,15 +221,18 @@ fn errors(got: &[Tensor<Flex, 1>], truth: &[Tensor<Flex, 1>]) -> Vec<f64> {
 
 /// Whole tiny networks: features and every parameter gradient (entry 0: the features). In f64
 /// the host kernels and flex's convolutions agree to 1e-9, so they compute the same step. In
-/// f32 both are compared with that f64 result, and the host kernels' error must stay of the
-/// order of flex's own for the features and over the median gradient tensor. Single gradient
-/// tensors are not compared in f32: BatchNorm networks at initialisation amplify f32 rounding
-/// in some of them to 1e-3–0.2 relative, depending on the draw and on the order of each sum
-/// (the f64 comparison above is the exact one).
+/// f32 both are compared with that f64 result: the features to the order of flex's own error,
+/// and all gradients together by their cosine with the f64 gradient (≥ 1 − 1e-2: one tensor
+/// gone wrong falls far below; measured 1 − 1e-3 for flex's own path in some draws). Single gradient tensors
+/// are not compared in f32: BatchNorm networks at initialisation amplify f32 rounding in them
+/// to 1e-3–0.5 relative, chaotically (which of the two paths comes closer to the f64 result
+/// changes from draw to draw and with the BatchNorm implementation); the f64 comparison is
+/// the exact one.
 #[test]
 fn whole_networks_agree_with_native_convolutions() {
     let dev = Default::default();
     for arch in ["slow_r50_tiny", "r3d_18_tiny", "r2plus1d_18_tiny"] {
+        <AB as burn::tensor::backend::Backend>::seed(&dev, 7);
         let cfg = crate::ResNet3dConfig::preset(arch).unwrap();
         let net = cfg.init::<AB>(&dev);
         assert_eq!(net.stem.unit.strategy, ConvStrategy::HostGemm);
@@ -252,15 +266,15 @@ fn whole_networks_agree_with_native_convolutions() {
             eh[0],
             en[0]
         );
-        let median = |e: &[f64]| {
-            let mut e = e.to_vec();
-            e.sort_by(f64::total_cmp);
-            e[e.len() / 2]
-        };
-        let (mn, mh) = (median(&en), median(&eh));
+        let (cn, ch) = (
+            cosine(&native32[1..], &truth[1..]),
+            cosine(&host32[1..], &truth[1..]),
+        );
         assert!(
-            mh <= 10.0 * mn + 1e-4,
-            "{arch} f32: median error host {mh:.2e}, flex {mn:.2e}"
+            ch > 1.0 - 1e-2 && cn > 1.0 - 1e-2,
+            "{arch} f32: gradient cosine with f64, host 1 - {:.1e}, flex 1 - {:.1e}",
+            1.0 - ch,
+            1.0 - cn
         );
     }
 }

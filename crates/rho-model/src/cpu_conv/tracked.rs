@@ -4,7 +4,7 @@
 //! the CPU backends).
 
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::{backend::Backend, DType, Tensor, TensorData, TensorMetadata, TensorPrimitive};
+use burn::tensor::{backend::Backend, DType, TensorMetadata};
 use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::NoCheckpointing;
 use burn_autodiff::grads::Gradients;
@@ -12,27 +12,11 @@ use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_autodiff::Autodiff;
 
 use super::geometry::ConvGeometry;
-use super::kernels::{self, Needs, Real};
+use super::kernels::{self, Needs};
 
-/// The element types the kernels take; anything else keeps the backend's convolution.
-pub fn is_host_dtype(dtype: DType) -> bool {
-    matches!(dtype, DType::F32 | DType::F64)
-}
+use crate::host_backend::{read, write};
 
-fn host<IB: Backend, T: Real + burn::tensor::Element>(t: FloatTensor<IB>) -> Vec<T> {
-    let data = Tensor::<IB, 5>::from_primitive(TensorPrimitive::Float(t)).into_data();
-    // The dtype was checked by the caller (`is_host_dtype`, equal for x, w and dy).
-    data.into_vec::<T>()
-        .unwrap_or_else(|e| unreachable!("host convolution on a checked dtype: {e:?}"))
-}
-
-fn device_tensor<IB: Backend, T: Real + burn::tensor::Element>(
-    v: Vec<T>,
-    shape: [usize; 5],
-    device: &IB::Device,
-) -> FloatTensor<IB> {
-    IB::float_from_data(TensorData::new(v, shape), device)
-}
+pub use crate::host_backend::is_host_dtype;
 
 fn out_shape(g: &ConvGeometry) -> [usize; 5] {
     let [d, h, w] = g.output().unwrap_or_default();
@@ -54,12 +38,12 @@ pub fn forward<IB: Backend>(
     let shape = out_shape(g);
     match x.dtype() {
         DType::F64 => {
-            let y = kernels::forward::<f64>(g, &host::<IB, f64>(x), &host::<IB, f64>(w));
-            device_tensor::<IB, f64>(y, shape, &device)
+            let y = kernels::forward::<f64>(g, &read::<IB, f64>(&x), &read::<IB, f64>(&w));
+            write::<IB, f64>(y, shape.to_vec(), &device)
         }
         _ => {
-            let y = kernels::forward::<f32>(g, &host::<IB, f32>(x), &host::<IB, f32>(w));
-            device_tensor::<IB, f32>(y, shape, &device)
+            let y = kernels::forward::<f32>(g, &read::<IB, f32>(&x), &read::<IB, f32>(&w));
+            write::<IB, f32>(y, shape.to_vec(), &device)
         }
     }
 }
@@ -77,19 +61,27 @@ fn backward_inner<IB: Backend>(
     let ws = weight_shape(&g);
     match dy.dtype() {
         DType::F64 => {
-            let (x, w, dy) = (host::<IB, f64>(x), host::<IB, f64>(w), host::<IB, f64>(dy));
+            let (x, w, dy) = (
+                read::<IB, f64>(&x),
+                read::<IB, f64>(&w),
+                read::<IB, f64>(&dy),
+            );
             let (dx, dw) = kernels::backward::<f64>(&g, &x, &w, &dy, needs);
             (
-                dx.map(|v| device_tensor::<IB, f64>(v, xs, &device)),
-                dw.map(|v| device_tensor::<IB, f64>(v, ws, &device)),
+                dx.map(|v| write::<IB, f64>(v, xs.to_vec(), &device)),
+                dw.map(|v| write::<IB, f64>(v, ws.to_vec(), &device)),
             )
         }
         _ => {
-            let (x, w, dy) = (host::<IB, f32>(x), host::<IB, f32>(w), host::<IB, f32>(dy));
+            let (x, w, dy) = (
+                read::<IB, f32>(&x),
+                read::<IB, f32>(&w),
+                read::<IB, f32>(&dy),
+            );
             let (dx, dw) = kernels::backward::<f32>(&g, &x, &w, &dy, needs);
             (
-                dx.map(|v| device_tensor::<IB, f32>(v, xs, &device)),
-                dw.map(|v| device_tensor::<IB, f32>(v, ws, &device)),
+                dx.map(|v| write::<IB, f32>(v, xs.to_vec(), &device)),
+                dw.map(|v| write::<IB, f32>(v, ws.to_vec(), &device)),
             )
         }
     }
