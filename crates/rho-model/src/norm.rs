@@ -8,9 +8,8 @@
 //! Training versus inference follows Burn's rule: batch statistics on an autodiff backend.
 
 use burn::module::{Module, Param, RunningState};
-use burn::tensor::{backend::Backend, Tensor, TensorData};
-
 use burn::tensor::activation::relu;
+use burn::tensor::{backend::Backend, Tensor, TensorData};
 
 use crate::cpu_norm::{batch_norm_train, Moments, NormInputs, NormStrategy};
 
@@ -55,14 +54,7 @@ impl<B: Backend> BatchNorm<B> {
     /// Normalises `x` with batch statistics when the backend records gradients, and with the
     /// running statistics otherwise.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        if B::ad_enabled(&x.device()) {
-            if self.strategy == NormStrategy::Host {
-                return self.forward_fused(x, None, false);
-            }
-            self.forward_train(x)
-        } else {
-            self.forward_eval(x)
-        }
+        self.forward_fused(x, None, false)
     }
 
     /// `relu(self.forward(x) + skip)` (each part optional) in one fused pass where the host
@@ -90,7 +82,7 @@ impl<B: Backend> BatchNorm<B> {
             };
             match batch_norm_train(inputs, apply_relu, self.epsilon) {
                 Ok((y, moments)) => {
-                    self.update_running(&moments, n * s, &y.device());
+                    self.update_running_from(moments, n * s, &y.device());
                     return y.reshape(dims);
                 }
                 Err(t) => (t.x.reshape(dims), t.skip.map(|k| k.reshape(dims))),
@@ -161,6 +153,19 @@ impl<B: Backend> BatchNorm<B> {
             }
         };
 
+        self.update_running(
+            mean.detach().reshape([c]),
+            var.clone().detach().reshape([c]),
+            count,
+        );
+
+        let scale = self.gamma.val().reshape([1, c]) / var.add_scalar(self.epsilon).sqrt();
+        (centred * per_row(scale, n) + per_row(self.beta.val().reshape([1, c]), n)).reshape(dims)
+    }
+
+    /// Moves the running estimates towards a batch's per-channel mean and biased variance over
+    /// `count` values per channel (the variance made unbiased, PyTorch's momentum).
+    fn update_running(&self, mean: Tensor<B, 1>, var: Tensor<B, 1>, count: f64) {
         let m = self.momentum;
         let unbiased = if count > 1.0 {
             count / (count - 1.0)
@@ -170,39 +175,22 @@ impl<B: Backend> BatchNorm<B> {
         let old_mean = self.running_mean.value_sync();
         let old_var = self.running_var.value_sync();
         self.running_mean
-            .update(old_mean.mul_scalar(1.0 - m) + mean.detach().reshape([c]).mul_scalar(m));
-        self.running_var.update(
-            old_var.mul_scalar(1.0 - m)
-                + var.clone().detach().reshape([c]).mul_scalar(m * unbiased),
-        );
-
-        let scale = self.gamma.val().reshape([1, c]) / var.add_scalar(self.epsilon).sqrt();
-        (centred * per_row(scale, n) + per_row(self.beta.val().reshape([1, c]), n)).reshape(dims)
+            .update(old_mean.mul_scalar(1.0 - m) + mean.mul_scalar(m));
+        self.running_var
+            .update(old_var.mul_scalar(1.0 - m) + var.mul_scalar(m * unbiased));
     }
 
-    /// Moves the running estimates towards host-computed batch statistics over `count` values
-    /// per channel (the unbiased variance, as PyTorch).
-    fn update_running(&self, m: &Moments, count: usize, device: &B::Device) {
+    /// [`update_running`](Self::update_running) from host-computed statistics.
+    fn update_running_from(&self, m: Moments, count: usize, device: &B::Device) {
+        let dtype = self.running_mean.value_sync().dtype();
         let c = m.mean.len();
-        let old_mean = self.running_mean.value_sync();
-        let old_var = self.running_var.value_sync();
-        let dtype = old_mean.dtype();
         let vec = |v: Vec<f64>| {
             Tensor::<B, 1>::from_data(
                 TensorData::new(v, [c]).convert_dtype(dtype),
                 (device, dtype),
             )
         };
-        let unbiased = if count > 1 {
-            count as f64 / (count as f64 - 1.0)
-        } else {
-            1.0
-        };
-        let mom = self.momentum;
-        self.running_mean
-            .update(old_mean.mul_scalar(1.0 - mom) + vec(m.mean.clone()).mul_scalar(mom));
-        self.running_var
-            .update(old_var.mul_scalar(1.0 - mom) + vec(m.var.clone()).mul_scalar(mom * unbiased));
+        self.update_running(vec(m.mean), vec(m.var), count as f64);
     }
 
     /// Batch statistics pooled by `groups` (see [`crate::batch_groups`]): each sample is

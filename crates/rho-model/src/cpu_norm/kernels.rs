@@ -277,7 +277,8 @@ pub fn backward<T: Real>(
             }
         })
     });
-    let dskip = need_skip.then(|| owned.clone().unwrap_or_else(|| dy.to_vec()));
+    // The masked gradient is the residual's: moved, not copied, once dx is done.
+    let dskip = need_skip.then(|| owned.unwrap_or_else(|| dy.to_vec()));
     NormGrads {
         dx,
         dskip,
