@@ -2,7 +2,8 @@
 //! tensors between those backends and host slices without copying where the backend allows it.
 //!
 //! A backend is recognised by its `TypeId`, so the kernels attach to flex and ndarray (with and
-//! without autodiff) and never to a GPU backend, whatever its name.
+//! without autodiff) and never to a GPU backend, whatever its name. Other crates' host kernels
+//! (the optimiser's fused update in rho-train) use [`values`] and [`update_in_place`].
 
 use std::any::{Any, TypeId};
 use std::borrow::Cow;
@@ -31,6 +32,9 @@ pub trait Real:
     /// The values of a contiguous flex tensor of this dtype, borrowed.
     #[cfg(feature = "flex")]
     fn flex_slice(t: &burn::backend::flex::FlexTensor) -> Option<&[Self]>;
+    /// The values of a contiguous flex tensor of this dtype that owns its buffer, writable.
+    #[cfg(feature = "flex")]
+    fn flex_slice_mut(t: &mut burn::backend::flex::FlexTensor) -> Option<&mut [Self]>;
 }
 
 impl Real for f32 {
@@ -46,6 +50,14 @@ impl Real for f32 {
     fn flex_slice(t: &burn::backend::flex::FlexTensor) -> Option<&[Self]> {
         t.as_slice::<f32>()
     }
+    #[cfg(feature = "flex")]
+    fn flex_slice_mut(t: &mut burn::backend::flex::FlexTensor) -> Option<&mut [Self]> {
+        if t.dtype() != <f32 as Element>::dtype() {
+            return None;
+        }
+        let (start, end) = t.layout().contiguous_offsets()?;
+        Some(&mut t.try_storage_mut::<f32>()?[start..end])
+    }
 }
 
 impl Real for f64 {
@@ -60,6 +72,14 @@ impl Real for f64 {
     #[cfg(feature = "flex")]
     fn flex_slice(t: &burn::backend::flex::FlexTensor) -> Option<&[Self]> {
         t.as_slice::<f64>()
+    }
+    #[cfg(feature = "flex")]
+    fn flex_slice_mut(t: &mut burn::backend::flex::FlexTensor) -> Option<&mut [Self]> {
+        if t.dtype() != <f64 as Element>::dtype() {
+            return None;
+        }
+        let (start, end) = t.layout().contiguous_offsets()?;
+        Some(&mut t.try_storage_mut::<f64>()?[start..end])
     }
 }
 
@@ -83,7 +103,7 @@ pub(crate) fn host_backends() -> Vec<TypeId> {
 }
 
 /// Whether `B` is one of [`host_backends`].
-pub(crate) fn is_host_backend<B: Backend>() -> bool {
+pub fn is_host_backend<B: Backend>() -> bool {
     host_backends().contains(&TypeId::of::<B>())
 }
 
@@ -139,5 +159,106 @@ pub(crate) fn tensor<B: Backend, const D: usize, P: 'static>(p: P) -> Tensor<B, 
     match boxed.downcast::<FloatTensor<B>>() {
         Ok(p) => Tensor::from_primitive(TensorPrimitive::Float(*p)),
         Err(_) => unreachable!("the backend's TypeId was compared"),
+    }
+}
+
+/// The values of a float tensor of dtype `T` on the host: borrowed where [`read`] can, else
+/// copied. The caller has checked the backend and dtype.
+pub fn values<B: Backend, T: Real, const D: usize>(t: Tensor<B, D>) -> HostValues<B, T> {
+    let prim = t.into_primitive().tensor();
+    HostValues {
+        prim,
+        _t: std::marker::PhantomData,
+    }
+}
+
+/// A tensor's primitive held while its values are read ([`values`]).
+pub struct HostValues<B: Backend, T: Real> {
+    prim: FloatTensor<B>,
+    _t: std::marker::PhantomData<T>,
+}
+
+impl<B: Backend, T: Real> HostValues<B, T> {
+    pub fn as_slice(&self) -> Cow<'_, [T]> {
+        read::<B, T>(&self.prim)
+    }
+}
+
+/// Runs `f` on a float tensor's values (dtype `T`) in place where the tensor is a contiguous
+/// flex tensor that owns its buffer, on a contiguous copy otherwise, and returns the tensor
+/// that holds the result (same shape and device).
+pub fn update_in_place<B: Backend, T: Real, const D: usize, R>(
+    t: Tensor<B, D>,
+    f: impl FnOnce(&mut [T]) -> R,
+) -> (Tensor<B, D>, R) {
+    let (dims, device) = (t.dims(), t.device());
+    let prim = t.into_primitive().tensor();
+    #[cfg(feature = "flex")]
+    let prim = {
+        let boxed: Box<dyn Any> = Box::new(prim);
+        match boxed.downcast::<burn::backend::flex::FlexTensor>() {
+            Ok(mut flex) => {
+                if let Some(slice) = T::flex_slice_mut(&mut flex) {
+                    let r = f(slice);
+                    return (tensor::<B, D, _>(*flex), r);
+                }
+                match (flex as Box<dyn Any>).downcast::<FloatTensor<B>>() {
+                    Ok(p) => *p,
+                    Err(_) => unreachable!("the primitive was B's"),
+                }
+            }
+            Err(other) => match other.downcast::<FloatTensor<B>>() {
+                Ok(p) => *p,
+                Err(_) => unreachable!("the primitive was B's"),
+            },
+        }
+    };
+    let mut v = read::<B, T>(&prim).into_owned();
+    let r = f(&mut v);
+    let out = write::<B, T>(v, dims.to_vec(), &device);
+    (Tensor::from_primitive(TensorPrimitive::Float(out)), r)
+}
+
+#[cfg(all(test, feature = "flex"))]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+
+    fn buffer(t: &Tensor<Flex, 1>) -> *const f32 {
+        let p = t.clone().into_primitive().tensor();
+        f32::flex_slice(&p).map_or(std::ptr::null(), |s| s.as_ptr())
+    }
+
+    /// A tensor that owns its buffer is written in place; a shared one is copied first, and
+    /// the other owner keeps its values.
+    #[test]
+    fn updates_in_place_only_what_is_not_shared() {
+        let dev = Default::default();
+        let t = Tensor::<Flex, 1>::from_floats([1.0, 2.0, 3.0], &dev);
+        let before = buffer(&t);
+        let (t, sum) = update_in_place::<Flex, f32, 1, _>(t, |v| {
+            v.iter_mut().for_each(|x| *x *= 2.0);
+            v.iter().sum::<f32>()
+        });
+        assert_eq!(sum, 12.0);
+        assert_eq!(
+            buffer(&t),
+            before,
+            "a unique tensor is updated in its own buffer"
+        );
+        let kept = t.clone();
+        let (t, _) = update_in_place::<Flex, f32, 1, _>(t, |v| v[0] = -1.0);
+        assert_eq!(t.into_data().to_vec::<f32>().unwrap(), vec![-1.0, 4.0, 6.0]);
+        assert_eq!(
+            kept.into_data().to_vec::<f32>().unwrap(),
+            vec![2.0, 4.0, 6.0]
+        );
+        // A non-contiguous view is copied into a contiguous result.
+        let m = Tensor::<Flex, 2>::from_floats([[1.0, 2.0], [3.0, 4.0]], &dev).transpose();
+        let (m, _) = update_in_place::<Flex, f32, 2, _>(m, |v| v[1] += 10.0);
+        assert_eq!(
+            m.into_data().to_vec::<f32>().unwrap(),
+            vec![1.0, 13.0, 2.0, 4.0]
+        );
     }
 }

@@ -14,7 +14,7 @@ pub mod cpu_conv;
 pub mod cpu_norm;
 pub mod error;
 pub mod head;
-mod host_backend;
+pub mod host_backend;
 pub mod norm;
 pub mod precision;
 pub mod presets;

@@ -9,13 +9,11 @@ use anyhow::{Context, Result};
 use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::decay::WeightDecayConfig;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{GradientsParams, Optimizer, SgdConfig};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use clap::{Args, Subcommand};
 use rho_model::{ResNet3d, ResNet3dConfig};
+use rho_train::optim::{GroupedOptimizer, SgdRule};
 use serde::Serialize;
 
 #[derive(Subcommand, Debug)]
@@ -173,18 +171,17 @@ struct Measured {
     forward_ms_median: Option<f64>,
 }
 
-/// The same optimizer as `scripts/bench_model.py` (SGD, momentum 0.9, weight decay 1e-4), so
-/// the comparison includes an identical update step.
-fn sgd<B: AutodiffBackend>() -> impl Optimizer<ResNet3d<B>, B> {
-    SgdConfig::new()
-        .with_momentum(Some(
-            MomentumConfig::new()
-                .with_momentum(0.9)
-                .with_dampening(0.0)
-                .with_nesterov(false),
-        ))
-        .with_weight_decay(Some(WeightDecayConfig::new(1e-4)))
-        .init::<B, ResNet3d<B>>()
+/// The same update as `scripts/bench_model.py` (SGD, momentum 0.9, weight decay 1e-4 on every
+/// parameter), through the optimiser that pre-training uses, so the comparison includes an
+/// identical update step.
+fn sgd<B: AutodiffBackend>(model: &ResNet3d<B>) -> GroupedOptimizer<ResNet3d<B>, B> {
+    let rule = SgdRule {
+        momentum: 0.9,
+        nesterov: false,
+        weight_decay: 1e-4,
+        lars_trust: None,
+    };
+    GroupedOptimizer::new(model, rule, 1e-4)
 }
 
 /// Warmup plus timed train steps on one fixed random batch; the model is built here, after
@@ -207,7 +204,7 @@ fn time_train_steps<B: Backend>(
     }
     model = model.with_precision(a.precision);
     model.check_input(&input).context("benchmark input")?;
-    let mut optim = sgd::<Autodiff<B>>();
+    let mut optim = sgd(&model);
     let x = Tensor::<Autodiff<B>, 5>::random(input, Distribution::Normal(0.0, 1.0), device);
     let labels: Vec<i64> = (0..a.batch).map(|i| (i * 7 % a.classes) as i64).collect();
     let y = Tensor::<Autodiff<B>, 1, Int>::from_data(TensorData::new(labels, [a.batch]), device);
@@ -220,8 +217,7 @@ fn time_train_steps<B: Backend>(
         let t0 = Instant::now();
         let logits = model.try_logits(x.clone())?;
         let loss = ce.forward(logits, y.clone());
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optim.step(0.01, model, grads);
+        model = optim.step(0.01, model, loss.backward());
         final_loss = loss.into_scalar().to_string().parse().unwrap_or(f64::NAN);
         B::sync(device).map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let ms = t0.elapsed().as_secs_f64() * 1e3;

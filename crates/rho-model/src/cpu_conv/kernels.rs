@@ -418,19 +418,21 @@ fn transposed_geometry(g: &ConvGeometry) -> Option<ConvGeometry> {
     })
 }
 
-/// W'[c, o, tap] = W[o, c, taps − 1 − tap]: the kernel of dX's forward convolution.
+/// W'[c, o, tap] = W[o, c, taps − 1 − tap]: the kernel of dX's forward convolution, one input
+/// channel per task (a serial flip of a stage-4 kernel costs as much as a small GEMM).
 fn flipped_transposed<T: Real>(g: &ConvGeometry, w: &[T]) -> Vec<T> {
     let (c_in, c_out, taps) = (g.in_channels, g.out_channels, g.taps());
     let mut out = vec![T::ZERO; w.len()];
-    for c in 0..c_in {
-        for o in 0..c_out {
-            let src = &w[(o * c_in + c) * taps..][..taps];
-            let dst = &mut out[(c * c_out + o) * taps..][..taps];
-            for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
-                *d = *s;
+    out.par_chunks_mut((c_out * taps).max(1))
+        .enumerate()
+        .for_each(|(c, block)| {
+            for (o, dst) in block.chunks_mut(taps.max(1)).enumerate() {
+                let src = &w[(o * c_in + c) * taps..][..taps];
+                for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
+                    *d = *s;
+                }
             }
-        }
-    }
+        });
     out
 }
 
