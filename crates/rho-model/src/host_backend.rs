@@ -3,7 +3,7 @@
 //!
 //! A backend is recognised by its `TypeId`, so the kernels attach to flex and ndarray (with and
 //! without autodiff) and never to a GPU backend, whatever its name. Other crates' host kernels
-//! (the optimiser's fused update in rho-train) use [`values`] and [`update_in_place`].
+//! (the optimiser's fused update in rho-train) use [`read`] and [`update_in_place`].
 
 use std::any::{Any, TypeId};
 use std::borrow::Cow;
@@ -118,7 +118,7 @@ fn ids_of<C: Backend>() -> [TypeId; 2] {
 /// A tensor's values on the host: borrowed from a contiguous flex tensor, copied otherwise
 /// (the backward pass shares its inputs with the graph, so taking them would copy anyway).
 /// The caller has checked that the dtype is `T`'s.
-pub(crate) fn read<IB: Backend, T: Real>(t: &FloatTensor<IB>) -> Cow<'_, [T]> {
+pub fn read<IB: Backend, T: Real>(t: &FloatTensor<IB>) -> Cow<'_, [T]> {
     #[cfg(feature = "flex")]
     if let Some(s) = (t as &dyn Any)
         .downcast_ref::<burn::backend::flex::FlexTensor>()
@@ -162,28 +162,6 @@ pub(crate) fn tensor<B: Backend, const D: usize, P: 'static>(p: P) -> Tensor<B, 
     }
 }
 
-/// The values of a float tensor of dtype `T` on the host: borrowed where [`read`] can, else
-/// copied. The caller has checked the backend and dtype.
-pub fn values<B: Backend, T: Real, const D: usize>(t: Tensor<B, D>) -> HostValues<B, T> {
-    let prim = t.into_primitive().tensor();
-    HostValues {
-        prim,
-        _t: std::marker::PhantomData,
-    }
-}
-
-/// A tensor's primitive held while its values are read ([`values`]).
-pub struct HostValues<B: Backend, T: Real> {
-    prim: FloatTensor<B>,
-    _t: std::marker::PhantomData<T>,
-}
-
-impl<B: Backend, T: Real> HostValues<B, T> {
-    pub fn as_slice(&self) -> Cow<'_, [T]> {
-        read::<B, T>(&self.prim)
-    }
-}
-
 /// Runs `f` on a float tensor's values (dtype `T`) in place where the tensor is a contiguous
 /// flex tensor that owns its buffer, on a contiguous copy otherwise, and returns the tensor
 /// that holds the result (same shape and device).
@@ -192,27 +170,17 @@ pub fn update_in_place<B: Backend, T: Real, const D: usize, R>(
     f: impl FnOnce(&mut [T]) -> R,
 ) -> (Tensor<B, D>, R) {
     let (dims, device) = (t.dims(), t.device());
-    let prim = t.into_primitive().tensor();
+    #[allow(unused_mut)]
+    let mut prim = t.into_primitive().tensor();
     #[cfg(feature = "flex")]
-    let prim = {
-        let boxed: Box<dyn Any> = Box::new(prim);
-        match boxed.downcast::<burn::backend::flex::FlexTensor>() {
-            Ok(mut flex) => {
-                if let Some(slice) = T::flex_slice_mut(&mut flex) {
-                    let r = f(slice);
-                    return (tensor::<B, D, _>(*flex), r);
-                }
-                match (flex as Box<dyn Any>).downcast::<FloatTensor<B>>() {
-                    Ok(p) => *p,
-                    Err(_) => unreachable!("the primitive was B's"),
-                }
-            }
-            Err(other) => match other.downcast::<FloatTensor<B>>() {
-                Ok(p) => *p,
-                Err(_) => unreachable!("the primitive was B's"),
-            },
+    if let Some(flex) =
+        (&mut prim as &mut dyn Any).downcast_mut::<burn::backend::flex::FlexTensor>()
+    {
+        if let Some(slice) = T::flex_slice_mut(flex) {
+            let r = f(slice);
+            return (Tensor::from_primitive(TensorPrimitive::Float(prim)), r);
         }
-    };
+    }
     let mut v = read::<B, T>(&prim).into_owned();
     let r = f(&mut v);
     let out = write::<B, T>(v, dims.to_vec(), &device);

@@ -82,8 +82,8 @@ pub(super) fn step<B: Backend, T: Real, const D: usize>(
     let carried = velocity.filter(|_| rule.momentum != 0.0);
     let fresh = carried.is_none();
     let velocity = carried.unwrap_or_else(|| Tensor::zeros(w.shape(), &w.device()));
-    let g = host_backend::values::<B, T, D>(g);
-    let g = g.as_slice();
+    let g = g.into_primitive().tensor();
+    let g = host_backend::read::<B, T>(&g);
     let (w, velocity) = host_backend::update_in_place::<B, T, D, _>(w, |ws| {
         let c = coefficients::<T>(rule, lr, ws, &g, fresh, D);
         host_backend::update_in_place::<B, T, D, _>(velocity, |vs| {

@@ -346,96 +346,62 @@ mod tests {
         ]
     }
 
-    /// Three steps of the host update against the composed rule (bit for bit without LARS; LARS
-    /// sums its norms in f64, so to rounding), on 2-D and 1-D tensors larger than one chunk.
-    fn host_update_matches_composed<HB: Backend>(lars_tol: f64) {
-        let dev = Default::default();
-        let n = 7 * 10_001;
-        let seq = |seed: f64| -> Vec<f64> {
-            (0..n)
-                .map(|i| ((i as f64 * 0.618 + seed).fract() - 0.5) * (1.0 + seed))
-                .collect()
+    /// Max |a − b| and max |b| of two tensors.
+    fn diff_and_scale<HB: Backend, const D: usize>(
+        a: &Tensor<HB, D>,
+        b: &Tensor<HB, D>,
+    ) -> (f64, f64) {
+        let v = |t: &Tensor<HB, D>| {
+            t.clone()
+                .into_data()
+                .convert::<f64>()
+                .to_vec::<f64>()
+                .unwrap()
         };
-        let t = |v: Vec<f64>| Tensor::<HB, 1>::from_floats(v.as_slice(), &dev);
+        let (a, b) = (v(a), v(b));
+        let err = a
+            .iter()
+            .zip(&b)
+            .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
+        (err, b.iter().fold(0.0f64, |m, x| m.max(x.abs())))
+    }
+
+    /// Three steps of the host update against the composed rule on a tensor of `shape` (several
+    /// chunks): bit for bit without LARS; with it (LARS sums its norms in f64) to `lars_tol`.
+    fn host_update_matches_composed<HB: Backend, const D: usize>(shape: [usize; D], lars_tol: f64) {
+        let dev = Default::default();
+        let n: usize = shape.iter().product();
+        let t = |seed: f64| {
+            let v: Vec<f64> = (0..n)
+                .map(|i| ((i as f64 * 0.618 + seed).fract() - 0.5) * (1.0 + seed))
+                .collect();
+            Tensor::<HB, 1>::from_floats(v.as_slice(), &dev).reshape(shape)
+        };
         for rule in rules() {
-            for two_d in [true, false] {
-                let (mut wh, mut wc) = (t(seq(0.1)), t(seq(0.1)));
-                let (mut sh, mut sc) = (None, None);
-                for step in 0..3 {
-                    let g = t(seq(0.3 + step as f64));
-                    let lr = 0.5 / (step + 1) as f64;
-                    let (w, s) = if two_d {
-                        let (w, s) = SimpleOptimizer::<HB>::step(
-                            &rule,
-                            lr,
-                            wh.clone().reshape([7, n / 7]),
-                            g.clone().reshape([7, n / 7]),
-                            sh.map(|v: Tensor<HB, 1>| MomentumState {
-                                velocity: v.reshape([7, n / 7]),
-                            }),
-                        );
-                        (w.reshape([n]), s.map(|s| s.velocity.reshape([n])))
-                    } else {
-                        let (w, s) = SimpleOptimizer::<HB>::step(
-                            &rule,
-                            lr,
-                            wh.clone(),
-                            g.clone(),
-                            sh.map(|v| MomentumState { velocity: v }),
-                        );
-                        (w, s.map(|s| s.velocity))
-                    };
-                    let d = if two_d { 2 } else { 1 };
-                    let (cw, cs) = if two_d {
-                        let (w, s) = rule.step_composed(
-                            lr,
-                            wc.clone().reshape([7, n / 7]),
-                            g.reshape([7, n / 7]),
-                            sc.map(|v: Tensor<HB, 1>| MomentumState {
-                                velocity: v.reshape([7, n / 7]),
-                            }),
-                        );
-                        (w.reshape([n]), s.velocity.reshape([n]))
-                    } else {
-                        let (w, s) = rule.step_composed(
-                            lr,
-                            wc.clone(),
-                            g,
-                            sc.map(|v| MomentumState { velocity: v }),
-                        );
-                        (w, s.velocity)
-                    };
-                    let tol = if rule.lars_trust.is_some() && d > 1 {
-                        lars_tol
-                    } else {
-                        0.0
-                    };
-                    let s = s.expect("a velocity");
-                    for (what, a, b) in [("w", &w, &cw), ("velocity", &s, &cs)] {
-                        let a = a
-                            .clone()
-                            .into_data()
-                            .convert::<f64>()
-                            .to_vec::<f64>()
-                            .unwrap();
-                        let b = b
-                            .clone()
-                            .into_data()
-                            .convert::<f64>()
-                            .to_vec::<f64>()
-                            .unwrap();
-                        let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-                        let err = a
-                            .iter()
-                            .zip(&b)
-                            .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
-                        assert!(
-                            err <= tol * scale,
-                            "{rule:?} {d}-D step {step} {what}: {err:e} (scale {scale:e})"
-                        );
-                    }
-                    (wh, wc, sh, sc) = (w, cw, Some(s), Some(cs));
+            let (mut wh, mut wc) = (t(0.1), t(0.1));
+            let (mut sh, mut sc): (Option<MomentumState<HB, D>>, _) = (None, None);
+            assert!(
+                host_update::host_dtype(&wh, &t(0.3), None).is_some(),
+                "the host update must be the path under test"
+            );
+            let tol = if rule.lars_trust.is_some() && D > 1 {
+                lars_tol
+            } else {
+                0.0
+            };
+            for step in 0..3 {
+                let (g, lr) = (t(0.3 + step as f64), 0.5 / (step + 1) as f64);
+                let (w, s) = SimpleOptimizer::<HB>::step(&rule, lr, wh, g.clone(), sh);
+                let (cw, cs) = rule.step_composed(lr, wc, g, sc);
+                let s = s.expect("a velocity");
+                for (what, a, b) in [("w", &w, &cw), ("velocity", &s.velocity, &cs.velocity)] {
+                    let (err, scale) = diff_and_scale(a, b);
+                    assert!(
+                        err <= tol * scale,
+                        "{rule:?} {D}-D step {step} {what}: {err:e} (scale {scale:e})"
+                    );
                 }
+                (wh, wc, sh, sc) = (w, cw, Some(s), Some(cs));
             }
         }
     }
@@ -444,12 +410,14 @@ mod tests {
     /// relative, so LARS is compared at 1e-5; the f64 test checks it at 1e-13.
     #[test]
     fn host_update_matches_the_composed_rule_in_f32() {
-        host_update_matches_composed::<Flex>(1e-5);
+        host_update_matches_composed::<Flex, 2>([7, 10_001], 1e-5);
+        host_update_matches_composed::<Flex, 1>([70_007], 1e-5);
     }
 
     #[test]
     fn host_update_matches_the_composed_rule_in_f64() {
-        host_update_matches_composed::<burn::backend::NdArray<f64>>(1e-13);
+        host_update_matches_composed::<burn::backend::NdArray<f64>, 2>([7, 10_001], 1e-13);
+        host_update_matches_composed::<burn::backend::NdArray<f64>, 1>([70_007], 1e-13);
     }
 
     /// A weight tensor that the module still shares elsewhere is not changed by the step.
