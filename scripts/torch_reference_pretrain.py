@@ -167,6 +167,7 @@ RECIPE_KEYS = {
     "optim.optimizer": "optimizer", "optim.base_lr": "base_lr", "optim.reference_batch": "reference_batch",
     "optim.weight_decay": "weight_decay", "optim.warmup_epochs": "warmup_epochs",
     "optim.warmup_start_lr": "warmup_start_lr", "optim.momentum": "sgd_momentum",
+    "optim.predictor_lr_multiplier": "predictor_lr_multiplier", "optim.lars_trust": "lars_trust",
     "method.kind": "method", "method.momentum_base": "momentum_base", "method.queue_len": "queue_len",
     "method.temperature": "temperature", "method.head_init": "head_init",
     "method.exclude_own_video": "exclude_own_video", "method.shuffle_bn": "shuffle_bn",
@@ -179,8 +180,7 @@ RECIPE_KEYS = {
 # Recipe keys whose non-default values the reference does not implement (it refuses them).
 UNSUPPORTED = {"data.augment.blur_p": 0.0, "method.aggregation": "mean", "method.multi_positive": False,
                "method.all_pairs": False, "optim.nesterov": True, "optim.bn_weight_decay": 0.0,
-               "optim.accumulation": 1, "model.sync_bn": "off", "data.max_timespan_s": None,
-               "optim.lars_trust": 0.001}
+               "optim.accumulation": 1, "model.sync_bn": "off", "data.max_timespan_s": None}
 # rho's defaults for those keys where they differ from what the reference implements: a recipe
 # that leaves such a key out trains rho with the default, so the reference must refuse it too.
 RHO_DEFAULTS = {"data.augment.blur_p": 0.5}
@@ -250,7 +250,7 @@ def main():
     a = p.parse_args()
     # Defaults of rho's recipe fields (crates/rho-train/src/recipe.rs) and method presets.
     defaults = dict(arch="slow_r18_tiny", flip_p=0.5, jitter=[0.6, 0.6, 0.6, 0.15], jitter_p=0.8,
-                    grayscale_p=0.2, area=[0.2, 0.766], sgd_momentum=0.9, momentum_base=None, queue_len=65536,
+                    grayscale_p=0.2, area=[0.2, 0.766], sgd_momentum=0.9, predictor_lr_multiplier=1.0, lars_trust=0.001, momentum_base=None, queue_len=65536,
                     temperature=None, head_init="c2_xavier", exclude_own_video=True, shuffle_bn=False,
                     shuffle_bn_splits=2, proj_layers=None, proj_hidden=None, proj_dim=None, proj_bn=None,
                     predictor_hidden=None, prototypes=None, sinkhorn_epsilon=None,
@@ -279,7 +279,8 @@ def main():
     net = ts.SslNet(ts.SlowResNet(ts.BackboneSpec.preset(a.arch)), spec)
     if a.init_from:
         load_rho_weights(net, a.init_from)
-    opt = ts.Optimizer(net, lars=a.optimizer == "lars", weight_decay=a.weight_decay, momentum=a.sgd_momentum)
+    opt = ts.Optimizer(net, lars=a.optimizer == "lars", weight_decay=a.weight_decay, momentum=a.sgd_momentum,
+                       trust=a.lars_trust, predictor_lr_multiplier=a.predictor_lr_multiplier)
     scale = a.batch / a.reference_batch
     sched = ts.Schedule(a.base_lr * scale, a.warmup_start_lr * scale, a.warmup_epochs, a.epochs)
     tr = ts.Trainer.build(net, spec, opt)

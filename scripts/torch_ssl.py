@@ -239,12 +239,17 @@ def to_rho_names(state_dict, prefix=""):
 # --------------------------------------------------------------------------------------------
 
 class Optimizer:
-    def __init__(self, net, lars, weight_decay, bn_weight_decay=0.0, momentum=0.9, nesterov=True, trust=0.001):
-        bn, rest = [], []
+    def __init__(self, net, lars, weight_decay, bn_weight_decay=0.0, momentum=0.9, nesterov=True, trust=0.001,
+                 predictor_lr_multiplier=1.0):
+        # Groups: (BN?, predictor?) → params; the predictor's groups run at a multiple of the LR.
+        groups = {}
         for n, p in net.named_parameters():
-            (bn if is_bn_param(n) else rest).append(p)
+            pred = n.startswith("predictor.") and predictor_lr_multiplier != 1.0
+            groups.setdefault((is_bn_param(n), pred), []).append(p)
         self.sgd = torch.optim.SGD(
-            [{"params": bn, "weight_decay": bn_weight_decay}, {"params": rest, "weight_decay": weight_decay}],
+            [{"params": ps, "weight_decay": bn_weight_decay if bn else weight_decay,
+              "lr_mult": predictor_lr_multiplier if pred else 1.0}
+             for (bn, pred), ps in sorted(groups.items())],
             lr=0.0, momentum=momentum, nesterov=nesterov, dampening=0.0,
         )
         self.lars, self.trust = lars, trust
@@ -252,7 +257,7 @@ class Optimizer:
     @torch.no_grad()
     def step(self, lr):
         for g in self.sgd.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g["lr_mult"]
         if not self.lars:
             self.sgd.step()
             return

@@ -253,6 +253,10 @@ pub struct OptimSection {
     pub bn_weight_decay: f64,
     #[serde(default = "default_trust")]
     pub lars_trust: f64,
+    /// ρBYOL's predictor learns at this multiple of the learning rate (its BN and its other
+    /// parameters alike; docs/method.md, "At the demo's scale"). 1 = the paper's single rate.
+    #[serde(default = "default_unit")]
+    pub predictor_lr_multiplier: f64,
     pub warmup_epochs: f64,
     /// Warm-up start, also scaled linearly.
     pub warmup_start_lr: f64,
@@ -275,6 +279,9 @@ pub(crate) fn default_true() -> bool {
 }
 fn default_trust() -> f64 {
     0.001
+}
+fn default_unit() -> f64 {
+    1.0
 }
 fn default_one() -> usize {
     1
@@ -341,6 +348,17 @@ impl Recipe {
         let o = &self.optim;
         if !(o.base_lr > 0.0) || o.reference_batch == 0 {
             return Err("optim.base_lr and reference_batch must be positive".into());
+        }
+        let m = o.predictor_lr_multiplier;
+        if !(m.is_finite() && m > 0.0) {
+            return Err(format!(
+                "optim.predictor_lr_multiplier must be a finite number > 0 (got {m}); 1 keeps the predictor at the common rate"
+            ));
+        }
+        if m != 1.0 && self.method.kind != rho_objectives::MethodKind::Byol {
+            return Err(format!(
+                "optim.predictor_lr_multiplier = {m} needs a predictor, which only method.kind = \"byol\" has; remove the key"
+            ));
         }
         for (name, v) in [
             ("optim.weight_decay", o.weight_decay),

@@ -121,6 +121,35 @@ fn swav_sinkhorn_keys_reach_the_method_and_bad_values_are_refused() {
 }
 
 #[test]
+fn the_predictor_multiplier_is_byol_only_and_positive() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    let byol = std::fs::read_to_string(dir.join("demo/byol.toml")).unwrap();
+    let simclr = std::fs::read_to_string(dir.join("demo/simclr.toml")).unwrap();
+    let set = |v: &str| vec![format!("optim.predictor_lr_multiplier={v}")];
+    assert_eq!(
+        Recipe::parse(&byol, "t", &[])
+            .unwrap()
+            .optim
+            .predictor_lr_multiplier,
+        1.0
+    );
+    let r = Recipe::parse(&byol, "t", &set("30")).unwrap();
+    assert_eq!(r.optim.predictor_lr_multiplier, 30.0);
+    for bad in ["0", "-2", "nan", "inf"] {
+        let e = Recipe::parse(&byol, "t", &set(bad))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("optim.predictor_lr_multiplier"), "{bad}: {e}");
+    }
+    let e = Recipe::parse(&simclr, "t", &set("10"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("predictor") && e.contains("byol"), "{e}");
+    // 1 is the common rate, fine for every method.
+    Recipe::parse(&simclr, "t", &set("1")).unwrap();
+}
+
+#[test]
 fn sync_bn_reads_off_all_or_a_group_and_fits_the_device_count() {
     use rho_train::recipe::SyncBn;
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs");

@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use burn::module::ParamId;
 use burn::tensor::backend::AutodiffBackend;
 use rho_data::{Batch, LoaderPosition, VideoLoader};
 use rho_objectives::{Objective, SslNetwork};
@@ -13,7 +14,7 @@ use super::data_parallel::{DataParallel, RankContext};
 use super::state::{restore_networks, restore_optimizer, save, TrainState};
 use super::{checks, Hooks, RunOptions, StepLog, TrainError};
 use crate::loss_scale::LossScaler;
-use crate::optim::{GroupedOptimizer, SgdRule};
+use crate::optim::{split_batch_norm_params, GroupedOptimizer, SgdRule};
 use crate::recipe::{OptimizerKind, Recipe};
 use crate::schedule::CosineSchedule;
 use crate::step::{train_step, StepPlan};
@@ -93,7 +94,11 @@ impl<B: AutodiffBackend> Trainer<B> {
         }
         let start = (step, loader.position());
         let net = dp.start_together(net, method.as_mut(), start, signature, device)?;
-        let mut opt = GroupedOptimizer::new(&net, sgd_rule(recipe), recipe.optim.bn_weight_decay);
+        let mut opt = GroupedOptimizer::new(&net, sgd_rule(recipe), recipe.optim.bn_weight_decay)
+            .with_lr_multiplier(
+                &predictor_param_ids(&net),
+                recipe.optim.predictor_lr_multiplier,
+            );
         let mut scaler = recipe.precision.needs_loss_scale().then(|| {
             LossScaler::new(
                 recipe.optim.loss_scale,
@@ -298,6 +303,17 @@ fn build_networks<B: AutodiffBackend>(
     Ok((net, method))
 }
 
+/// The ids of the BYOL predictor's trainable tensors (none for the other methods).
+fn predictor_param_ids<B: AutodiffBackend>(net: &SslNetwork<B>) -> Vec<ParamId> {
+    net.predictor
+        .as_ref()
+        .map(|p| {
+            let (bn, rest) = split_batch_norm_params::<B, _>(p);
+            [bn, rest].concat()
+        })
+        .unwrap_or_default()
+}
+
 fn sgd_rule(recipe: &Recipe) -> SgdRule {
     let o = &recipe.optim;
     SgdRule {
@@ -328,4 +344,47 @@ fn next_position(batch: &Batch, epoch: u64, batches_per_epoch: usize) -> LoaderP
 
 fn lost_network() -> TrainError {
     TrainError::Config("the trainer lost its network after a failed step; build a new one".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+    use burn::module::{Module, ModuleVisitor, Param};
+    use burn::tensor::{backend::Backend, Tensor};
+
+    type B = Autodiff<Flex>;
+
+    fn recipe(method: &str) -> Recipe {
+        let path = format!(
+            "{}/../../configs/demo/{method}.toml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        Recipe::load(std::path::Path::new(&path), &[]).expect("the demo recipe")
+    }
+
+    /// The multiplier groups get the BYOL predictor's tensors, all of them and nothing else.
+    #[test]
+    fn the_predictor_ids_are_the_predictors_tensors() {
+        let (net, _) = build_networks::<B>(&recipe("byol"), &Default::default()).unwrap();
+        let ids = predictor_param_ids(&net);
+        assert!(net.predictor.is_some(), "BYOL has a predictor");
+        // Two Linear layers (weight; the last with a bias) and one BN (γ, β), no running stats.
+        assert_eq!(ids.len(), 5);
+        let c = recipe("byol").method_config();
+        let (d, h) = (c.proj_dim, c.predictor_hidden);
+        let mut n = 0;
+        struct Count<'a>(&'a [ParamId], &'a mut usize);
+        impl<B: Backend> ModuleVisitor<B> for Count<'_> {
+            fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<B, D>>) {
+                if self.0.contains(&p.id) {
+                    *self.1 += p.val().shape().num_elements();
+                }
+            }
+        }
+        net.visit(&mut Count(&ids, &mut n));
+        assert_eq!(n, d * h + h * d + d + 2 * h);
+        let (simclr, _) = build_networks::<B>(&recipe("simclr"), &Default::default()).unwrap();
+        assert!(predictor_param_ids(&simclr).is_empty());
+    }
 }

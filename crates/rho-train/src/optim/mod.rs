@@ -2,8 +2,9 @@
 //! (dampening 0, optional Nesterov) and LARS, with two parameter groups. BatchNorm γ/β get
 //! `bn_weight_decay` and are never LARS-scaled; every other parameter gets `weight_decay` and,
 //! with LARS, the trust ratio when it has more than one dimension (1-D biases in a LARS group get
-//! neither scaling nor decay). Burn 0.21 has no parameter groups, so each group has its own
-//! optimiser over its own gradients. On the CPU backends the update of each tensor is one fused
+//! neither scaling nor decay). A part of the network (ρBYOL's predictor) can run at a multiple of
+//! the learning rate in groups of its own. Burn 0.21 has no parameter groups, so each group has
+//! its own optimiser over its own gradients. On the CPU backends the update of each tensor is one fused
 //! parallel pass (`host_update`).
 
 use burn::module::{AutodiffModule, ModuleVisitor, Param, ParamId};
@@ -141,13 +142,36 @@ pub fn split_batch_norm_params<B: Backend, M: burn::module::Module<B>>(
     (s.bn, s.rest)
 }
 
-/// Two groups, two optimisers, one step.
+/// One parameter group: its ids, its rule and learning-rate multiplier, its optimiser.
+struct Group<M: AutodiffModule<B>, B: AutodiffBackend> {
+    ids: Vec<ParamId>,
+    /// BatchNorm γ/β: their gradients come in the BN half of a split, their state goes to the BN
+    /// blob of a checkpoint.
+    batch_norm: bool,
+    rule: SgdRule,
+    lr_multiplier: f64,
+    optim: OptimizerAdaptor<SgdRule, M, B>,
+}
+
+impl<M: AutodiffModule<B>, B: AutodiffBackend> Group<M, B> {
+    fn new(ids: Vec<ParamId>, batch_norm: bool, rule: SgdRule, lr_multiplier: f64) -> Self {
+        Self {
+            ids,
+            batch_norm,
+            rule,
+            lr_multiplier,
+            optim: OptimizerAdaptor::from(rule),
+        }
+    }
+}
+
+type GroupRecord<M, B> = <OptimizerAdaptor<SgdRule, M, B> as Optimizer<M, B>>::Record;
+
+/// The parameter groups of one network, one step. BatchNorm γ/β and the other parameters form
+/// two groups; [`with_lr_multiplier`](Self::with_lr_multiplier) moves a part of the network (the
+/// BYOL predictor) into groups of their own at a multiple of the learning rate.
 pub struct GroupedOptimizer<M: AutodiffModule<B>, B: AutodiffBackend> {
-    bn_ids: Vec<ParamId>,
-    rest_ids: Vec<ParamId>,
-    rules: (SgdRule, SgdRule),
-    bn: OptimizerAdaptor<SgdRule, M, B>,
-    rest: OptimizerAdaptor<SgdRule, M, B>,
+    groups: Vec<Group<M, B>>,
 }
 
 impl<M: AutodiffModule<B>, B: AutodiffBackend> GroupedOptimizer<M, B> {
@@ -161,47 +185,91 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> GroupedOptimizer<M, B> {
             ..rule
         };
         Self {
-            bn_ids,
-            rest_ids,
-            rules: (bn_rule, rule),
-            bn: OptimizerAdaptor::from(bn_rule),
-            rest: OptimizerAdaptor::from(rule),
+            groups: vec![
+                Group::new(bn_ids, true, bn_rule, 1.0),
+                Group::new(rest_ids, false, rule, 1.0),
+            ],
         }
     }
 
-    /// Both groups' states as bytes (Burn named-MessagePack records), for checkpoints.
+    /// Moves the parameters `ids` out of their groups into groups of their own (BN and the rest
+    /// apart, with the same rules) whose learning rate is `multiplier` × the step's. Call it
+    /// before the first step.
+    pub fn with_lr_multiplier(mut self, ids: &[ParamId], multiplier: f64) -> Self {
+        if ids.is_empty() || multiplier == 1.0 {
+            return self;
+        }
+        let mut moved = Vec::new();
+        for g in &mut self.groups {
+            let (taken, kept): (Vec<_>, Vec<_>) =
+                g.ids.iter().copied().partition(|id| ids.contains(id));
+            g.ids = kept;
+            if !taken.is_empty() {
+                let mult = g.lr_multiplier * multiplier;
+                moved.push(Group::new(taken, g.batch_norm, g.rule, mult));
+            }
+        }
+        self.groups.extend(moved);
+        self
+    }
+
+    /// The learning-rate multipliers of the groups that hold `id` (tests).
+    pub fn lr_multiplier(&self, id: ParamId) -> Option<f64> {
+        self.groups
+            .iter()
+            .find(|g| g.ids.contains(&id))
+            .map(|g| g.lr_multiplier)
+    }
+
+    /// The states as bytes (Burn named-MessagePack records), for checkpoints: one blob for the
+    /// BatchNorm groups and one for the others, keyed by parameter id, whatever the multipliers.
     pub fn to_bytes(&self) -> Result<(Vec<u8>, Vec<u8>), String> {
         use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
         let rec = NamedMpkBytesRecorder::<FullPrecisionSettings>::new();
-        let bn = Recorder::<B>::record(&rec, self.bn.to_record(), ()).map_err(|e| e.to_string())?;
-        let rest =
-            Recorder::<B>::record(&rec, self.rest.to_record(), ()).map_err(|e| e.to_string())?;
-        Ok((bn, rest))
+        let merged = |bn: bool| {
+            let mut all = GroupRecord::<M, B>::new();
+            for g in self.groups.iter().filter(|g| g.batch_norm == bn) {
+                all.extend(g.optim.to_record());
+            }
+            Recorder::<B>::record(&rec, all, ()).map_err(|e| e.to_string())
+        };
+        Ok((merged(true)?, merged(false)?))
     }
 
     /// Restores the states written by [`to_bytes`](Self::to_bytes). The module must carry the
     /// parameter ids of the checkpoint (load its record first).
-    pub fn load_bytes(self, bn: &[u8], rest: &[u8], device: &B::Device) -> Result<Self, String> {
+    pub fn load_bytes(
+        mut self,
+        bn: &[u8],
+        rest: &[u8],
+        device: &B::Device,
+    ) -> Result<Self, String> {
         use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
         let rec = NamedMpkBytesRecorder::<FullPrecisionSettings>::new();
-        let bn_rec = Recorder::<B>::load(&rec, bn.to_vec(), device).map_err(|e| e.to_string())?;
-        let rest_rec =
-            Recorder::<B>::load(&rec, rest.to_vec(), device).map_err(|e| e.to_string())?;
-        Ok(Self {
-            bn: self.bn.load_record(bn_rec),
-            rest: self.rest.load_record(rest_rec),
-            ..self
-        })
+        let load = |bytes: &[u8]| -> Result<GroupRecord<M, B>, String> {
+            Recorder::<B>::load(&rec, bytes.to_vec(), device).map_err(|e| e.to_string())
+        };
+        let (mut bn, mut rest) = (load(bn)?, load(rest)?);
+        for g in &mut self.groups {
+            let source = if g.batch_norm { &mut bn } else { &mut rest };
+            let mine: GroupRecord<M, B> = g
+                .ids
+                .iter()
+                .filter_map(|id| source.remove(id).map(|r| (*id, r)))
+                .collect();
+            let fresh = OptimizerAdaptor::from(g.rule);
+            g.optim = std::mem::replace(&mut g.optim, fresh).load_record(mine);
+        }
+        Ok(self)
     }
 
     /// The momentum buffer of parameter `id` (None before its first step), for tests and
     /// diagnostics.
     pub fn velocity<const D: usize>(&self, id: ParamId) -> Option<Tensor<B::InnerBackend, D>> {
         let rec = self
-            .bn
-            .to_record()
-            .remove(&id)
-            .or_else(|| self.rest.to_record().remove(&id))?;
+            .groups
+            .iter()
+            .find_map(|g| g.optim.to_record().remove(&id))?;
         Some(rec.into_state::<D>().velocity)
     }
 
@@ -212,15 +280,14 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> GroupedOptimizer<M, B> {
         velocity: Tensor<B::InnerBackend, D>,
     ) {
         use burn::optim::record::AdaptorRecord;
-        let state = AdaptorRecord::from_state::<D>(MomentumState { velocity });
-        let (group, rule) = if self.bn_ids.contains(&id) {
-            (&mut self.bn, self.rules.0)
-        } else {
-            (&mut self.rest, self.rules.1)
+        let Some(g) = self.groups.iter_mut().find(|g| g.ids.contains(&id)) else {
+            return;
         };
-        let mut rec = group.to_record();
+        let state = AdaptorRecord::from_state::<D>(MomentumState { velocity });
+        let mut rec = g.optim.to_record();
         rec.insert(id, state);
-        *group = std::mem::replace(group, OptimizerAdaptor::from(rule)).load_record(rec);
+        let fresh = OptimizerAdaptor::from(g.rule);
+        g.optim = std::mem::replace(&mut g.optim, fresh).load_record(rec);
     }
 
     /// One step at learning rate `lr` with the gradients of a backward pass.
@@ -229,15 +296,23 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> GroupedOptimizer<M, B> {
         self.step_split(lr, module, bn, rest)
     }
 
-    /// The gradients of a backward pass, per group (to accumulate them over micro-batches).
+    /// The gradients of a backward pass in two halves, BatchNorm γ/β and the rest (to accumulate
+    /// them over micro-batches, average them across devices, unscale them).
     pub fn split(&self, module: &M, grads: B::Gradients) -> (GradientsParams, GradientsParams) {
         let mut grads = grads;
-        let bn = GradientsParams::from_params(&mut grads, module, &self.bn_ids);
-        let rest = GradientsParams::from_params(&mut grads, module, &self.rest_ids);
+        let ids = |bn: bool| -> Vec<ParamId> {
+            self.groups
+                .iter()
+                .filter(|g| g.batch_norm == bn)
+                .flat_map(|g| g.ids.iter().copied())
+                .collect()
+        };
+        let bn = GradientsParams::from_params(&mut grads, module, &ids(true));
+        let rest = GradientsParams::from_params(&mut grads, module, &ids(false));
         (bn, rest)
     }
 
-    /// One step with gradients already split per group.
+    /// One step with gradients already split into the two halves of [`split`](Self::split).
     pub fn step_split(
         &mut self,
         lr: f64,
@@ -245,15 +320,53 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> GroupedOptimizer<M, B> {
         bn: GradientsParams,
         rest: GradientsParams,
     ) -> M {
-        let module = self.bn.step(lr, module, bn);
-        self.rest.step(lr, module, rest)
+        let (mut bn, mut rest) = (bn, rest);
+        let mut module = module;
+        for g in &mut self.groups {
+            let source = if g.batch_norm { &mut bn } else { &mut rest };
+            let mine = take_gradients::<B, M>(&module, source, &g.ids);
+            module = g.optim.step(lr * g.lr_multiplier, module, mine);
+        }
+        module
     }
+}
+
+/// The gradients of parameters `ids`, moved out of `grads`.
+fn take_gradients<B: AutodiffBackend, M: AutodiffModule<B>>(
+    module: &M,
+    grads: &mut GradientsParams,
+    ids: &[ParamId],
+) -> GradientsParams {
+    struct Take<'a, B: AutodiffBackend> {
+        ids: &'a [ParamId],
+        from: &'a mut GradientsParams,
+        to: GradientsParams,
+        _b: std::marker::PhantomData<B>,
+    }
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Take<'_, B> {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<B, D>>) {
+            if self.ids.contains(&p.id) {
+                if let Some(g) = self.from.remove::<B::InnerBackend, D>(p.id) {
+                    self.to.register::<B::InnerBackend, D>(p.id, g);
+                }
+            }
+        }
+    }
+    let mut take = Take::<B> {
+        ids,
+        from: grads,
+        to: GradientsParams::new(),
+        _b: std::marker::PhantomData,
+    };
+    module.visit(&mut take);
+    take.to
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use burn::backend::{Autodiff, Flex};
+    use burn::module::Module;
     use burn::tensor::TensorData;
 
     type B = Flex;
@@ -497,5 +610,134 @@ mod tests {
             gamma.iter().all(|g| (g - 1.0).abs() < 1e-7),
             "BN γ must not decay: {gamma:?}"
         );
+    }
+
+    #[derive(burn::module::Module, Debug)]
+    struct Toy<B: Backend> {
+        body: burn::nn::Linear<B>,
+        head: burn::nn::Linear<B>,
+        norm: burn::nn::BatchNorm<B>,
+    }
+
+    type AB = Autodiff<burn::backend::NdArray<f64>>;
+
+    fn toy() -> Toy<AB> {
+        use burn::nn::{BatchNormConfig, LinearConfig};
+        let dev = Default::default();
+        <AB as Backend>::seed(&dev, 7);
+        let net = Toy {
+            body: LinearConfig::new(5, 4).init(&dev),
+            head: LinearConfig::new(4, 3).init(&dev),
+            norm: BatchNormConfig::new(4).init(&dev),
+        };
+        flat(&net); // Burn initialises parameters lazily: draw them once, before any clone
+        net
+    }
+
+    fn toy_grads(net: &Toy<AB>) -> <AB as AutodiffBackend>::Gradients {
+        let dev = Default::default();
+        let x = Tensor::<AB, 1>::from_floats(
+            [0.3, -1.2, 0.8, 0.1, -0.4, 2.0, 0.5, -0.7, 1.1, -0.2],
+            &dev,
+        )
+        .reshape([2, 5]);
+        let h = net.norm.forward(net.body.forward(x)).tanh();
+        net.head.forward(h).powf_scalar(2.0).sum().backward()
+    }
+
+    fn flat<M: burn::module::Module<AB>>(m: &M) -> Vec<f64> {
+        let mut out = Vec::new();
+        struct All<'a>(&'a mut Vec<f64>);
+        impl ModuleVisitor<AB> for All<'_> {
+            fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<AB, D>>) {
+                self.0.extend(
+                    p.val()
+                        .into_data()
+                        .convert::<f64>()
+                        .to_vec::<f64>()
+                        .unwrap(),
+                );
+            }
+        }
+        m.visit(&mut All(&mut out));
+        out
+    }
+
+    /// Parameters moved to a multiplier group take exactly the step of the same rule at
+    /// `lr × multiplier` (LARS and BN groups alike), the others are untouched by it; checkpoint
+    /// round trips between momentum steps keep every group's buffer.
+    #[test]
+    fn a_learning_rate_multiplier_group_steps_at_its_multiple() {
+        let rule = SgdRule {
+            momentum: 0.9,
+            nesterov: true,
+            weight_decay: 1e-3,
+            lars_trust: Some(0.02),
+        };
+        let net = toy();
+        let head_ids: Vec<ParamId> = {
+            struct Ids(Vec<ParamId>);
+            impl ModuleVisitor<AB> for Ids {
+                fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<AB, D>>) {
+                    self.0.push(p.id);
+                }
+            }
+            let mut ids = Ids(Vec::new());
+            net.head.visit(&mut ids);
+            net.norm.visit(&mut ids);
+            ids.0
+        };
+        let run = |mult: f64, lr: f64, steps: usize, round_trip: bool| {
+            let mut opt =
+                GroupedOptimizer::new(&net, rule, 0.0).with_lr_multiplier(&head_ids, mult);
+            let mut n = net.clone();
+            for _ in 0..steps {
+                let g = toy_grads(&n);
+                n = opt.step(lr, n, g);
+                if round_trip {
+                    let (bn, rest) = opt.to_bytes().unwrap();
+                    let fresh =
+                        GroupedOptimizer::new(&n, rule, 0.0).with_lr_multiplier(&head_ids, mult);
+                    opt = fresh.load_bytes(&bn, &rest, &Default::default()).unwrap();
+                }
+            }
+            n
+        };
+        // One step: the gradients are those of the same weights in all three runs.
+        let with = run(7.0, 0.05, 1, false);
+        let plain = run(1.0, 0.05, 1, false);
+        let fast = run(1.0, 0.35, 1, false);
+        let moved = |n: &Toy<AB>| [flat(&n.head), flat(&n.norm)].concat();
+        let (three, resumed) = (run(7.0, 0.05, 3, false), run(7.0, 0.05, 3, true));
+        // Checkpoints store the buffers as f32 (Burn's full-precision records): 1e-6 there, far
+        // below what a lost or misassigned buffer would change (~lr · |v| ≈ 1e-3).
+        for (what, a, b, tol) in [
+            ("body", flat(&with.body), flat(&plain.body), 1e-14),
+            ("head and BN", moved(&with), moved(&fast), 1e-14),
+            (
+                "after checkpoint round trips",
+                flat(&resumed),
+                flat(&three),
+                1e-6,
+            ),
+        ] {
+            let err = a
+                .iter()
+                .zip(&b)
+                .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
+            assert!(err < tol, "{what}: {err:e}");
+        }
+        let changed = moved(&with)
+            .iter()
+            .zip(&moved(&plain))
+            .any(|(x, y)| (x - y).abs() > 1e-6);
+        assert!(
+            changed,
+            "the multiplier must change the moved parameters' steps"
+        );
+        let opt = GroupedOptimizer::new(&net, rule, 0.0).with_lr_multiplier(&head_ids, 7.0);
+        assert_eq!(opt.lr_multiplier(net.head.weight.id), Some(7.0));
+        assert_eq!(opt.lr_multiplier(net.norm.gamma.id), Some(7.0));
+        assert_eq!(opt.lr_multiplier(net.body.weight.id), Some(1.0));
     }
 }
