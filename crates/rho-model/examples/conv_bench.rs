@@ -2,7 +2,9 @@
 //! [batch, 3, 8, 64, 64], the issue setting of `scripts/bench_model.sh`; GF/s counts 2 flops per
 //! multiply-add. `B=N` sets the batch, `RAYON_NUM_THREADS` the threads:
 //!
-//!     RAYON_NUM_THREADS=1 cargo run --release -p rho-model --example conv_bench
+//!     RAYON_NUM_THREADS=1 cargo run --release -p rho-model --example conv_bench [-- --json]
+//!
+//! `scripts/bench_conv_layers.sh` runs it beside PyTorch's convolutions on the same layers.
 //!
 //! docs/architecture.md ("CPU convolutions") records what it measured.
 use rho_model::cpu_conv::{host_backward, host_forward, ConvGeometry, Needs};
@@ -27,6 +29,7 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(8);
+    let json = std::env::args().any(|a| a == "--json");
     for &(c, co, input, kernel, stride, padding) in shapes {
         let g = ConvGeometry {
             batch,
@@ -75,12 +78,26 @@ fn main() {
             );
             best[2] = best[2].min(t.elapsed().as_secs_f64());
         }
+        let gfs = |t: f64| 2.0 * macs / t / 1e9;
+        if json {
+            println!(
+                "{{\"layer\":\"{c}->{co} {input:?} k{kernel:?} s{stride:?}\",\"fwd_ms\":{:.3},\"dx_ms\":{:.3},\"dw_ms\":{:.3},\"gmac\":{:.4}}}",
+                best[0] * 1e3,
+                best[1] * 1e3,
+                best[2] * 1e3,
+                macs / 1e9
+            );
+            continue;
+        }
         println!(
             "{c:>3}->{co:<3} {input:?} k{kernel:?} s{stride:?}: {:.3} GMAC fwd {:.1} ms ({:.0} GF/s) dx {:.1} ms ({:.0}) dw {:.1} ms ({:.0})",
             macs / 1e9,
-            best[0] * 1e3, 2.0 * macs / best[0] / 1e9,
-            best[1] * 1e3, 2.0 * macs / best[1] / 1e9,
-            best[2] * 1e3, 2.0 * macs / best[2] / 1e9,
+            best[0] * 1e3,
+            gfs(best[0]),
+            best[1] * 1e3,
+            gfs(best[1]),
+            best[2] * 1e3,
+            gfs(best[2]),
         );
     }
 }
