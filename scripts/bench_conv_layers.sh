@@ -15,5 +15,5 @@ trap 'rm -f "$out"' EXIT
 for n in $THREADS; do
   echo "threads $n, batch $B"
   RAYON_NUM_THREADS=$n "$bin" --json > "$out"
-  OMP_NUM_THREADS=$n "$PYTHON" scripts/bench_conv_layers.py --rho "$out" --batch "$B" --threads "$n"
+  OMP_NUM_THREADS=$n "$PYTHON" scripts/bench_conv_layers.py --rho "$out" --threads "$n"
 done

@@ -81,7 +81,7 @@ fn main() {
         let gfs = |t: f64| 2.0 * macs / t / 1e9;
         if json {
             println!(
-                "{{\"layer\":\"{c}->{co} {input:?} k{kernel:?} s{stride:?}\",\"fwd_ms\":{:.3},\"dx_ms\":{:.3},\"dw_ms\":{:.3},\"gmac\":{:.4}}}",
+                "{{\"batch\":{batch},\"in_channels\":{c},\"out_channels\":{co},\"input\":{input:?},\"kernel\":{kernel:?},\"stride\":{stride:?},\"padding\":{padding:?},\"fwd_ms\":{:.3},\"dx_ms\":{:.3},\"dw_ms\":{:.3},\"gmac\":{:.4}}}",
                 best[0] * 1e3,
                 best[1] * 1e3,
                 best[2] * 1e3,
