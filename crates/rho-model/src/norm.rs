@@ -128,7 +128,7 @@ impl<B: Backend> BatchNorm<B> {
             .sum_dim(1)
             .reshape([n, c])
             .sum_dim(0)
-            .div_scalar(local_count); // [1, c]
+            .mul_scalar(local_count.recip()); // [1, c]; not div_scalar: docs/architecture.md "Exact f64 gradients"
         let centred = x2.clone() - per_row(local_mean.clone(), n);
         let local_var = centred
             .clone()
@@ -136,7 +136,7 @@ impl<B: Backend> BatchNorm<B> {
             .sum_dim(1)
             .reshape([n, c])
             .sum_dim(0)
-            .div_scalar(local_count); // biased, [1, c]
+            .mul_scalar(local_count.recip()); // biased, [1, c]
 
         let row = || Tensor::cat(vec![local_mean.clone(), local_var.clone()], 1);
         let (mean, var, centred, count) = match crate::batch_stats_sync::gather_rows(row) {
@@ -403,6 +403,32 @@ mod tests {
         for (a, b) in y.iter().zip(want) {
             assert!((a - b).abs() < 1e-5, "{a} vs {b}");
         }
+    }
+
+    /// The trap behind `mul_scalar(count.recip())` above (docs/architecture.md "Exact f64
+    /// gradients"): Burn 0.21's `div_scalar` backward multiplies by 1/d computed in f32, even
+    /// on f64 tensors; multiplying by the reciprocal is exact. When the second assertion fails,
+    /// Burn has fixed it and the workaround may go.
+    #[test]
+    fn scalar_division_gradients_in_f64() {
+        let x = Tensor::<AB, 1>::from_data(
+            TensorData::new(vec![1.0f64, 2.0, 3.0], [3]),
+            (&Default::default(), burn::tensor::DType::F64),
+        )
+        .require_grad();
+        let grad_of = |y: Tensor<AB, 1>| -> Vec<f64> {
+            let g = y.sum().backward();
+            x.grad(&g).unwrap().into_data().to_vec().unwrap()
+        };
+        let exact = 1.0 / 9.0;
+        let by_recip = grad_of(x.clone().mul_scalar(9f64.recip()));
+        assert!(by_recip.iter().all(|&g| g == exact), "{by_recip:?}");
+        let by_div = grad_of(x.clone().div_scalar(9.0));
+        let err = (by_div[0] - exact).abs() / exact;
+        assert!(
+            err > 1e-10,
+            "div_scalar's gradient is exact now (error {err:.1e}): Burn fixed the f32 rounding"
+        );
     }
 
     #[test]

@@ -447,7 +447,9 @@ impl<B: AutodiffBackend> Method<B> {
             for t in &others {
                 li = accumulate(li, negative_cosine_x2(p.clone(), (*t).clone()));
             }
-            let li = li.expect("≥ 2 clips").div_scalar(others.len() as f64);
+            let li = li
+                .expect("≥ 2 clips")
+                .mul_scalar((others.len() as f64).recip());
             std += embedding_std(l2_normalize(z.detach()));
             preds.push(p.detach());
             loss = accumulate(loss, li);

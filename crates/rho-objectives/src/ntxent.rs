@@ -22,7 +22,10 @@ pub fn nt_xent<B: Backend>(
     let offset = coll.rank() * n;
     let local = Tensor::cat(vec![z0, z1], 0); // [2n, d]
     let global = Tensor::cat(vec![g0, g1], 0); // [2N, d]
-    let sim = local.matmul(global.transpose()).div_scalar(temperature); // [2n, 2N]
+                                               // × 1/τ: docs/architecture.md "Exact f64 gradients".
+    let sim = local
+        .matmul(global.transpose())
+        .mul_scalar(temperature.recip()); // [2n, 2N]
 
     let mut self_mask = vec![false; 2 * n * 2 * big_n];
     let mut pos_mask = vec![false; 2 * n * 2 * big_n];

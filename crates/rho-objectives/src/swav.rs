@@ -30,7 +30,7 @@ pub fn swapped_prediction<B: Backend>(
     let a = s.assignment_views.min(v);
     let log_p: Vec<Tensor<B, 2>> = scores
         .iter()
-        .map(|x| log_softmax_rows(x.clone().div_scalar(s.temperature)))
+        .map(|x| log_softmax_rows(x.clone().mul_scalar(s.temperature.recip())))
         .collect();
     let mut total: Option<Tensor<B, 1>> = None;
     for i in 0..a {
@@ -43,11 +43,11 @@ pub fn swapped_prediction<B: Backend>(
                 .sum_dim(1)
                 .mean()
                 .neg()
-                .div_scalar((v - 1) as f64);
+                .mul_scalar(((v - 1) as f64).recip());
             total = crate::method::accumulate(total, ce);
         }
     }
     total
         .expect("swapped prediction needs at least two views")
-        .div_scalar(a as f64)
+        .mul_scalar((a as f64).recip()) // docs/architecture.md "Exact f64 gradients"
 }

@@ -113,7 +113,8 @@ pub fn train_step<B: AutodiffBackend>(
         for (k, val) in &out.metrics {
             *metrics.entry(*k).or_insert(0.0) += val / accum as f64;
         }
-        let loss = out.loss.div_scalar(accum as f64);
+        // × 1/accum, not ÷: docs/architecture.md "Exact f64 gradients".
+        let loss = out.loss.mul_scalar((accum as f64).recip());
         let grads = match plan.loss_scale {
             Some(scale) => loss.mul_scalar(scale).backward(),
             None => loss.backward(),
