@@ -1,5 +1,6 @@
 //! `rho`: unsupervised spatiotemporal representation learning (ρMoCo, ρSimCLR, ρBYOL, ρSwAV).
 
+mod allocator;
 mod arch;
 mod backend;
 mod commands;
@@ -73,6 +74,7 @@ enum DataCommand {
 }
 
 fn main() {
+    allocator::keep_freed_memory();
     let result = run();
     if let Err(e) = &result {
         eprintln!("error: {e:#}");
