@@ -123,12 +123,13 @@ impl<B: Backend> BatchNorm<B> {
         let local_count = (n * s) as f64;
         let x2 = x.reshape([n * c, s]);
 
+        // × 1/count, not div_scalar: docs/architecture.md "Exact f64 gradients".
         let local_mean = x2
             .clone()
             .sum_dim(1)
             .reshape([n, c])
             .sum_dim(0)
-            .mul_scalar(local_count.recip()); // [1, c]; not div_scalar: docs/architecture.md "Exact f64 gradients"
+            .mul_scalar(local_count.recip()); // [1, c]
         let centred = x2.clone() - per_row(local_mean.clone(), n);
         let local_var = centred
             .clone()

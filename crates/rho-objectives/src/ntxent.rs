@@ -22,7 +22,8 @@ pub fn nt_xent<B: Backend>(
     let offset = coll.rank() * n;
     let local = Tensor::cat(vec![z0, z1], 0); // [2n, d]
     let global = Tensor::cat(vec![g0, g1], 0); // [2N, d]
-                                               // × 1/τ: docs/architecture.md "Exact f64 gradients".
+
+    // × 1/τ: docs/architecture.md "Exact f64 gradients".
     let sim = local
         .matmul(global.transpose())
         .mul_scalar(temperature.recip()); // [2n, 2N]

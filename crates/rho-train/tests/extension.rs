@@ -48,7 +48,7 @@ impl<B: AutodiffBackend> Objective<B> for AlignUniform {
         let off_diagonal = Tensor::<B, 2>::eye(n, &z[0].device()).neg().add_scalar(1.0);
         let uniform = (sq_dist.mul_scalar(-2.0).exp() * off_diagonal)
             .sum()
-            .div_scalar((n * (n - 1)) as f64)
+            .mul_scalar(((n * (n - 1)) as f64).recip()) // not div_scalar: docs/architecture.md "Exact f64 gradients"
             .log();
         let loss = align + uniform;
         self.steps += 1;
