@@ -42,12 +42,16 @@ OUT = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "steps.
 VIDEOS, RHO, FRAMES, SIZE = 4, 3, 4, 32
 ITERS_PER_EPOCH, EPOCHS, STEPS = 4, 1.0, 3
 
-# case → (method, optimiser); heads are narrow so the fixture stays small.
+# case → (method, optimiser, extra method settings, what is recorded); heads are narrow so the
+# fixture stays small. "full": every tensor at every step. "light" (a variant of a full case, to
+# keep the file under 3 MB): the loss, LR and m of every step, step 1's gradients, and the
+# parameters, momentum buffers and target after step 3.
 CASES = {
-    "byol": ("byol", "lars"),
-    "moco": ("moco", "sgd"),
-    "simclr": ("simclr", "lars"),
-    "swav": ("swav", "lars"),
+    "byol": ("byol", "lars", {}, "full"),
+    "moco": ("moco", "sgd", {}, "full"),
+    "simclr": ("simclr", "lars", {}, "full"),
+    "swav": ("swav", "lars", {}, "full"),
+    "byol_out_bn": ("byol", "lars", {"proj_out_bn": True}, "light"),
 }
 HEADS = dict(proj_hidden=16, proj_dim=8, predictor_hidden=16, prototypes=10, queue_len=24,
              momentum_base=0.5, freeze_prototypes_epochs=0.3)
@@ -64,8 +68,9 @@ def perturb_batch_norms(net, g):
         for name, mod in net.named_modules():
             if isinstance(mod, (torch.nn.BatchNorm1d, torch.nn.BatchNorm3d)):
                 c = mod.num_features
-                mod.weight.copy_(1.0 + 0.2 * torch.randn(c, generator=g))
-                mod.bias.copy_(0.2 * torch.randn(c, generator=g))
+                if mod.affine:
+                    mod.weight.copy_(1.0 + 0.2 * torch.randn(c, generator=g))
+                    mod.bias.copy_(0.2 * torch.randn(c, generator=g))
                 mod.running_mean.copy_(0.1 * torch.randn(c, generator=g))
                 mod.running_var.copy_(1.0 + 0.5 * torch.rand(c, generator=g))
 
@@ -80,10 +85,10 @@ def rho_name(name):
     return next(iter(ts.to_rho_names({name: 0})))
 
 
-def run_case(name, method_kind, optim_kind, clips_u8, fx):
+def run_case(name, method_kind, optim_kind, extra, record, clips_u8, fx):
     torch.manual_seed(1)  # the same backbone for every case
     g = torch.Generator().manual_seed(7)
-    spec = ts.MethodSpec.preset(method_kind, **HEADS)
+    spec = ts.MethodSpec.preset(method_kind, **HEADS, **extra)
     net = ts.SslNet(ts.SlowResNet(ts.BackboneSpec.preset("step_fixture")), spec)
     perturb_batch_norms(net, g)
     o = OPTIM[optim_kind]
@@ -105,7 +110,13 @@ def run_case(name, method_kind, optim_kind, clips_u8, fx):
         fx[f"{p}.loss"] = loss.detach().reshape(1)
         fx[f"{p}.lr"] = torch.tensor([lr])
         fx[f"{p}.momentum"] = torch.tensor([tr.logs.get("momentum", float("nan"))])
-        for n, g in tr.grads.items():
+        print(f"{name} step {s + 1}: loss {loss.item():.6f} lr {lr:.4f} m {tr.logs.get('momentum', float('nan')):.4f}")
+        if record == "light" and s == 0:
+            for n, g in tr.grads.items():
+                fx[f"{p}.grad.{rho_name(n)}"] = g
+        if record == "light" and s + 1 < STEPS:
+            continue
+        for n, g in tr.grads.items() if record == "full" else ():
             fx[f"{p}.grad.{rho_name(n)}"] = g
         for n, prm in net.named_parameters():
             buf = opt.momentum_buffer(prm)
@@ -118,7 +129,6 @@ def run_case(name, method_kind, optim_kind, clips_u8, fx):
                 fx[f"{p}.target.{k}"] = v
         if tr.queue is not None:
             fx[f"{p}.queue"] = tr.queue.clone()
-        print(f"{name} step {s + 1}: loss {loss.item():.6f} lr {lr:.4f} m {tr.logs.get('momentum', float('nan')):.4f}")
 
 
 def main():
@@ -131,8 +141,8 @@ def main():
     noise = 0.15 * torch.rand(VIDEOS * RHO, 3 * FRAMES, SIZE, SIZE, generator=g)
     clips_u8 = ((up + noise).clamp(0, 1) * 255).round().to(torch.uint8).reshape(VIDEOS, RHO, 3, FRAMES, SIZE, SIZE)
     fx = {"clips": clips_u8}
-    for name, (kind, optim) in CASES.items():
-        run_case(name, kind, optim, clips_u8, fx)
+    for name, (kind, optim, extra, record) in CASES.items():
+        run_case(name, kind, optim, extra, record, clips_u8, fx)
     fx = {k: v.contiguous() for k, v in fx.items()}
     save_file(fx, OUT)
     print(f"wrote {OUT}: {len(fx)} tensors, {os.path.getsize(OUT) / 1e6:.2f} MB")

@@ -173,6 +173,7 @@ RECIPE_KEYS = {
     "method.exclude_own_video": "exclude_own_video", "method.shuffle_bn": "shuffle_bn",
     "method.shuffle_bn_splits": "shuffle_bn_splits", "method.proj_layers": "proj_layers",
     "method.proj_hidden": "proj_hidden", "method.proj_dim": "proj_dim", "method.proj_bn": "proj_bn",
+    "method.proj_out_bn": "proj_out_bn",
     "method.predictor_hidden": "predictor_hidden", "method.prototypes": "prototypes",
     "method.sinkhorn_epsilon": "sinkhorn_epsilon", "method.sinkhorn_iterations": "sinkhorn_iterations",
     "method.freeze_prototypes_epochs": "freeze_prototypes_epochs",
@@ -253,7 +254,7 @@ def main():
                     grayscale_p=0.2, area=[0.2, 0.766], sgd_momentum=0.9, predictor_lr_multiplier=1.0, lars_trust=0.001, momentum_base=None, queue_len=65536,
                     temperature=None, head_init="c2_xavier", exclude_own_video=True, shuffle_bn=False,
                     shuffle_bn_splits=2, proj_layers=None, proj_hidden=None, proj_dim=None, proj_bn=None,
-                    predictor_hidden=None, prototypes=None, sinkhorn_epsilon=None,
+                    proj_out_bn=None, predictor_hidden=None, prototypes=None, sinkhorn_epsilon=None,
                     sinkhorn_iterations=None, freeze_prototypes_epochs=None)
     for k, v in defaults.items():
         setattr(a, k, v)
@@ -271,7 +272,7 @@ def main():
 
     kw = {"head_init": a.head_init, "queue_len": a.queue_len}
     for k in ("momentum_base", "temperature", "proj_layers", "proj_hidden", "proj_dim", "proj_bn",
-              "predictor_hidden", "prototypes", "sinkhorn_epsilon", "sinkhorn_iterations",
+              "proj_out_bn", "predictor_hidden", "prototypes", "sinkhorn_epsilon", "sinkhorn_iterations",
               "freeze_prototypes_epochs"):
         if getattr(a, k) is not None:
             kw[k] = getattr(a, k)

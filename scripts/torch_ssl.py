@@ -130,14 +130,15 @@ class SlowResNet(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 class Mlp(nn.Module):
-    def __init__(self, cin, hidden, cout, layers, bn, init="c2_xavier"):
+    def __init__(self, cin, hidden, cout, layers, bn, init="c2_xavier", out_bn=False):
         super().__init__()
         lin, norms = [], []
         for i in range(layers):
             last = i + 1 == layers
             fin = cin if i == 0 else hidden
             fout = cout if last else hidden
-            layer = nn.Linear(fin, fout, bias=last or not bn)
+            # out_bn: SimSiam's output BatchNorm without affine; the Linear before it has no bias.
+            layer = nn.Linear(fin, fout, bias=(last and not out_bn) or (not last and not bn))
             # "torch_default" keeps nn.Linear's own init: U(±1/√fan_in) for weights and biases.
             if init in ("c2_xavier", "c2_xavier_torch_bias"):
                 nn.init.kaiming_uniform_(layer.weight, a=1)
@@ -148,6 +149,7 @@ class Mlp(nn.Module):
                 norms.append(nn.BatchNorm1d(fout, eps=1e-5, momentum=0.1))
         self.linears = nn.ModuleList(lin)
         self.norms = nn.ModuleList(norms)
+        self.output_norm = nn.BatchNorm1d(cout, eps=1e-5, momentum=0.1, affine=False) if out_bn else None
 
     def forward(self, x):
         n = len(self.linears)
@@ -157,7 +159,7 @@ class Mlp(nn.Module):
                 if len(self.norms) > i:
                     x = self.norms[i](x)
                 x = F.relu(x)
-        return x
+        return x if self.output_norm is None else self.output_norm(x)
 
 
 class Prototypes(nn.Module):
@@ -183,6 +185,7 @@ class MethodSpec:
     sinkhorn_iterations: int = 3
     freeze_prototypes_epochs: float = 1.0
     head_init: str = "c2_xavier"
+    proj_out_bn: bool = False
 
     @staticmethod
     def preset(kind, **kw):
@@ -200,7 +203,8 @@ class SslNet(nn.Module):
     def __init__(self, backbone: SlowResNet, m: MethodSpec):
         super().__init__()
         self.backbone = backbone
-        self.projector = Mlp(backbone.feature_dim, m.proj_hidden, m.proj_dim, m.proj_layers, m.proj_bn, m.head_init)
+        self.projector = Mlp(backbone.feature_dim, m.proj_hidden, m.proj_dim, m.proj_layers, m.proj_bn, m.head_init,
+                             m.proj_out_bn)
         self.predictor = (Mlp(m.proj_dim, m.predictor_hidden, m.proj_dim, 2, True, m.head_init)
                           if m.kind == "byol" else None)
         self.prototypes = Prototypes(m.prototypes, m.proj_dim) if m.kind == "swav" else None
@@ -228,6 +232,11 @@ def to_rho_names(state_dict, prefix=""):
         elif is_bn_param(k) and k.endswith(".bias"):
             k = k[: -len("bias")] + "beta"
         out[prefix + k] = v
+        stem = k[: -len("running_mean")]
+        if k.endswith(".running_mean") and stem + "weight" not in state_dict and torch.is_tensor(v):
+            # A BatchNorm without affine: rho keeps its γ = 1 and β = 0 (never trained).
+            out[prefix + stem + "gamma"] = torch.ones_like(v)
+            out[prefix + stem + "beta"] = torch.zeros_like(v)
     return out
 
 

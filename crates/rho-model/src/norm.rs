@@ -28,6 +28,10 @@ pub struct BatchNorm<B: Backend> {
     /// Fused host kernels or composed tensor ops, fixed at construction by the backend's type.
     #[module(skip)]
     pub strategy: NormStrategy,
+    /// False for PyTorch's `affine=False`: γ and β stay 1 and 0 and get no gradient (they are
+    /// kept as parameters so that every BatchNorm has one record layout).
+    #[module(skip)]
+    pub affine: bool,
 }
 
 /// The name of [`BatchNorm`] before it was known to serve every rank.
@@ -44,6 +48,32 @@ impl<B: Backend> BatchNorm<B> {
             momentum,
             epsilon,
             strategy: NormStrategy::for_backend::<B>(),
+            affine: true,
+        }
+    }
+
+    /// A BatchNorm without learnable scale and shift (PyTorch's `affine=False`): the output of
+    /// every channel has batch mean 0 and variance 1.
+    pub fn non_affine(channels: usize, epsilon: f64, momentum: f64, device: &B::Device) -> Self {
+        Self {
+            affine: false,
+            ..Self::new(channels, epsilon, momentum, device)
+        }
+    }
+
+    /// γ, cut from the graph when the BatchNorm is not affine.
+    fn scale(&self) -> Tensor<B, 1> {
+        match self.affine {
+            true => self.gamma.val(),
+            false => self.gamma.val().detach(),
+        }
+    }
+
+    /// β, cut from the graph when the BatchNorm is not affine.
+    fn shift(&self) -> Tensor<B, 1> {
+        match self.affine {
+            true => self.beta.val(),
+            false => self.beta.val().detach(),
         }
     }
 
@@ -76,8 +106,8 @@ impl<B: Backend> BatchNorm<B> {
             let s: usize = dims[2..].iter().product();
             let inputs = NormInputs {
                 x: x.reshape([n, c, s]),
-                gamma: self.gamma.val(),
-                beta: self.beta.val(),
+                gamma: self.scale(),
+                beta: self.shift(),
                 skip: skip.map(|t| t.reshape([n, c, s])),
             };
             match batch_norm_train(inputs, apply_relu, self.epsilon) {
@@ -160,8 +190,8 @@ impl<B: Backend> BatchNorm<B> {
             count,
         );
 
-        let scale = self.gamma.val().reshape([1, c]) / var.add_scalar(self.epsilon).sqrt();
-        (centred * per_row(scale, n) + per_row(self.beta.val().reshape([1, c]), n)).reshape(dims)
+        let scale = self.scale().reshape([1, c]) / var.add_scalar(self.epsilon).sqrt();
+        (centred * per_row(scale, n) + per_row(self.shift().reshape([1, c]), n)).reshape(dims)
     }
 
     /// Moves the running estimates towards a batch's per-channel mean and biased variance over
@@ -237,8 +267,8 @@ impl<B: Backend> BatchNorm<B> {
             .update(old_var.mul_scalar(1.0 - m) + run_var.detach().mul_scalar(m));
 
         let var_i = at.matmul(var_g); // [n, c]
-        let scale = self.gamma.val().reshape([1, c]) / var_i.add_scalar(self.epsilon).sqrt();
-        (centred * scale.reshape([n * c, 1]) + per_row(self.beta.val().reshape([1, c]), n))
+        let scale = self.scale().reshape([1, c]) / var_i.add_scalar(self.epsilon).sqrt();
+        (centred * scale.reshape([n * c, 1]) + per_row(self.shift().reshape([1, c]), n))
             .reshape(dims)
     }
 
@@ -249,8 +279,8 @@ impl<B: Backend> BatchNorm<B> {
         let s: usize = dims[2..].iter().product();
         let mean = self.running_mean.value_sync().reshape([1, c]);
         let var = self.running_var.value_sync().reshape([1, c]);
-        let scale = self.gamma.val().reshape([1, c]) / var.add_scalar(self.epsilon).sqrt();
-        let shift = self.beta.val().reshape([1, c]) - mean * scale.clone();
+        let scale = self.scale().reshape([1, c]) / var.add_scalar(self.epsilon).sqrt();
+        let shift = self.shift().reshape([1, c]) - mean * scale.clone();
         (x.reshape([n * c, s]) * per_row(scale, n) + per_row(shift, n)).reshape(dims)
     }
 
@@ -452,6 +482,52 @@ mod tests {
         let gg2 = theirs.gamma.val().grad(&g2).unwrap();
         gg1.into_data()
             .assert_approx_eq::<f32>(&gg2.into_data(), Tolerance::absolute(1e-4));
+    }
+
+    /// `affine = false` on both paths (host kernels and composed ops): every output channel
+    /// has batch mean 0 and biased variance v / (v + ε) (v: the input's), the input still gets
+    /// its gradient, and γ, β get none (so no optimiser moves them).
+    #[test]
+    fn non_affine_batch_norm_standardises_and_leaves_gamma_and_beta_alone() {
+        let dev = Default::default();
+        for strategy in [NormStrategy::Host, NormStrategy::Composed] {
+            let mut bn = BatchNorm::<AB>::non_affine(4, 1e-5, 0.1, &dev);
+            bn.strategy = strategy;
+            let x = Tensor::<AB, 2>::random([8, 4], Distribution::Normal(3.0, 2.0), &dev)
+                .require_grad();
+            let w = Tensor::<AB, 2>::random([8, 4], Distribution::Normal(0.0, 1.0), &dev);
+            let y = bn.forward(x.clone());
+            let yv = y.to_data().to_vec::<f32>().unwrap();
+            let xv = x.to_data().to_vec::<f32>().unwrap();
+            for ch in 0..4 {
+                let col =
+                    |v: &[f32]| -> Vec<f64> { (0..8).map(|i| v[i * 4 + ch] as f64).collect() };
+                let (yc, xc) = (col(&yv), col(&xv));
+                let mean = yc.iter().sum::<f64>() / 8.0;
+                let var = yc.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 8.0;
+                let xm = xc.iter().sum::<f64>() / 8.0;
+                let xvar = xc.iter().map(|v| (v - xm).powi(2)).sum::<f64>() / 8.0;
+                assert!(mean.abs() < 1e-5, "{strategy:?} channel {ch}: mean {mean}");
+                let want = xvar / (xvar + 1e-5);
+                assert!(
+                    (var - want).abs() < 1e-4,
+                    "{strategy:?} channel {ch}: var {var}"
+                );
+            }
+            let g = (y * w).sum().backward();
+            assert!(
+                x.grad(&g).is_some(),
+                "{strategy:?}: the input lost its gradient"
+            );
+            assert!(
+                bn.gamma.val().grad(&g).is_none(),
+                "{strategy:?}: γ got a gradient"
+            );
+            assert!(
+                bn.beta.val().grad(&g).is_none(),
+                "{strategy:?}: β got a gradient"
+            );
+        }
     }
 
     /// A sync group of two where the other device's statistics are fixed: the output on this

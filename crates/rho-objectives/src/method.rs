@@ -43,6 +43,10 @@ pub struct MethodConfig {
     pub proj_hidden: usize,
     pub proj_dim: usize,
     pub proj_bn: bool,
+    /// A non-affine BatchNorm on the projector's output (SimSiam's; docs/method.md "Output
+    /// BatchNorm"). Not the paper's; a lever tried for ρBYOL.
+    #[config(default = false)]
+    pub proj_out_bn: bool,
     /// Softmax temperature (MoCo, SimCLR, SwAV).
     #[config(default = 0.1)]
     pub temperature: f64,
@@ -171,6 +175,7 @@ impl MethodConfig {
         let projector = ProjectionMlpConfig::new(feat, self.proj_hidden, self.proj_dim)
             .with_layers(self.proj_layers)
             .with_batch_norm(self.proj_bn)
+            .with_output_norm(self.proj_out_bn)
             .with_init(self.head_init)
             .init(device);
         let predictor = (self.kind == MethodKind::Byol).then(|| {

@@ -1,7 +1,9 @@
 //! `ProjectionMlp`: the projection head and the BYOL predictor (docs/method.md §1.2).
 //!
 //! Linear(in→H), then (L−1) × [optional BN1d → ReLU → Linear], the last Linear to d. With BN,
-//! every Linear but the last has no bias; without BN every Linear has one. The Linear layers
+//! every Linear but the last has no bias; without BN every Linear has one. An optional output
+//! BN1d without scale and shift (SimSiam's, docs/method.md "Output BatchNorm") follows the last
+//! Linear, which then has no bias either. The Linear layers
 //! start as [`HeadInit`] says: PySlowFast's "c2 xavier fill" by default, or PyTorch's own
 //! `nn.Linear` init, which learns far better at small scale (docs/method.md, "Head
 //! initialisation").
@@ -53,12 +55,17 @@ pub struct ProjectionMlpConfig {
     pub batch_norm: bool,
     #[config(default = "HeadInit::C2Xavier")]
     pub init: HeadInit,
+    /// A non-affine BN1d after the last Linear (which then has no bias).
+    #[config(default = false)]
+    pub output_norm: bool,
 }
 
 #[derive(Module, Debug)]
 pub struct ProjectionMlp<B: Backend> {
     pub linears: Vec<Linear<B>>,
     pub norms: Vec<BatchNorm<B>>,
+    /// The non-affine output BatchNorm, when configured.
+    pub output_norm: Option<BatchNorm<B>>,
     /// The dtype the Linear layers compute in (BatchNorm stays in the network's own).
     #[module(skip)]
     pub precision: Precision,
@@ -76,7 +83,11 @@ impl ProjectionMlpConfig {
             let last = i + 1 == self.layers;
             let fin = if i == 0 { self.input } else { self.hidden };
             let fout = if last { self.output } else { self.hidden };
-            let bias = last || !self.batch_norm;
+            let bias = if last {
+                !self.output_norm
+            } else {
+                !self.batch_norm
+            };
             let mut lin = LinearConfig::new(fin, fout)
                 .with_bias(bias)
                 .with_initializer(self.init.initializer())
@@ -94,9 +105,13 @@ impl ProjectionMlpConfig {
                 norms.push(BatchNorm::new(fout, 1e-5, 0.1, device));
             }
         }
+        let output_norm = self
+            .output_norm
+            .then(|| BatchNorm::non_affine(self.output, 1e-5, 0.1, device));
         ProjectionMlp {
             linears,
             norms,
+            output_norm,
             precision: Precision::F32,
         }
     }
@@ -122,12 +137,18 @@ impl<B: Backend> ProjectionMlp<B> {
                 hidden.push(x.clone());
             }
         }
+        if let Some(bn) = &self.output_norm {
+            x = bn.forward(x);
+        }
         (x, hidden)
     }
 
     /// Folds pending BN running-statistic updates into the stored values.
     pub fn sync_running_stats(&self) {
-        self.norms.iter().for_each(|n| n.sync_running_stats());
+        self.norms
+            .iter()
+            .chain(&self.output_norm)
+            .for_each(|n| n.sync_running_stats());
     }
 
     pub fn output_dim(&self) -> usize {
@@ -189,5 +210,33 @@ mod tests {
         assert!(w.iter().chain(&b).all(|v| v.abs() <= bound));
         assert!(w.iter().any(|v| v.abs() > 0.8 * bound));
         assert!(b.iter().any(|v| *v != 0.0));
+    }
+
+    #[test]
+    fn output_norm_drops_the_last_bias_and_standardises_the_output() {
+        use burn::backend::Autodiff;
+        use burn::tensor::Distribution;
+        let dev = Default::default();
+        let mlp = ProjectionMlpConfig::new(16, 32, 8)
+            .with_layers(2)
+            .with_batch_norm(true)
+            .with_output_norm(true)
+            .init::<Autodiff<Flex>>(&dev);
+        let biases: Vec<bool> = mlp.linears.iter().map(|l| l.bias.is_some()).collect();
+        assert_eq!(biases, [false, false]);
+        assert!(mlp.output_norm.as_ref().is_some_and(|bn| !bn.affine));
+        let x = Tensor::random([6, 16], Distribution::Normal(0.0, 1.0), &dev);
+        let y = mlp.forward(x).to_data().to_vec::<f32>().unwrap();
+        for ch in 0..8 {
+            let mean = (0..6).map(|i| y[i * 8 + ch] as f64).sum::<f64>() / 6.0;
+            let var = (0..6)
+                .map(|i| (y[i * 8 + ch] as f64 - mean).powi(2))
+                .sum::<f64>()
+                / 6.0;
+            assert!(
+                mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-3,
+                "{ch}: {mean} {var}"
+            );
+        }
     }
 }

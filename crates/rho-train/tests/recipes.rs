@@ -204,6 +204,10 @@ fn method_keys_change_the_preset_and_a_written_recipe_reads_back_the_same() {
     assert_eq!(r.method.momentum_base, 0.9);
     // Keys the recipe does not give keep the preset's values.
     assert_eq!(r.method.predictor_hidden, preset.predictor_hidden);
+    // The output BatchNorm is off in the preset and the demo's recipe, and a key turns it on.
+    assert!(!r.method.proj_out_bn && !preset.proj_out_bn);
+    let on = Recipe::parse(&text, "t", &["method.proj_out_bn=true".into()]).unwrap();
+    assert!(on.method.proj_out_bn);
     // Written out (run cards, checkpoints), every field is resolved and reads back identically.
     let written = toml::to_string(&r).unwrap();
     assert!(written.contains("predictor_hidden"), "{written}");

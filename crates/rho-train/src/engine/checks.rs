@@ -170,6 +170,7 @@ pub fn resume_changes(
         "method.proj_hidden",
         "method.proj_dim",
         "method.proj_bn",
+        "method.proj_out_bn",
         "method.predictor_hidden",
         "method.prototypes",
         "method.queue_len",
