@@ -111,13 +111,11 @@ def run_case(name, method_kind, optim_kind, extra, record, clips_u8, fx):
         fx[f"{p}.lr"] = torch.tensor([lr])
         fx[f"{p}.momentum"] = torch.tensor([tr.logs.get("momentum", float("nan"))])
         print(f"{name} step {s + 1}: loss {loss.item():.6f} lr {lr:.4f} m {tr.logs.get('momentum', float('nan')):.4f}")
-        if record == "light" and s == 0:
+        if record == "full" or s == 0:
             for n, g in tr.grads.items():
                 fx[f"{p}.grad.{rho_name(n)}"] = g
         if record == "light" and s + 1 < STEPS:
             continue
-        for n, g in tr.grads.items() if record == "full" else ():
-            fx[f"{p}.grad.{rho_name(n)}"] = g
         for n, prm in net.named_parameters():
             buf = opt.momentum_buffer(prm)
             if buf is not None:

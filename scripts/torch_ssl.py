@@ -232,8 +232,8 @@ def to_rho_names(state_dict, prefix=""):
         elif is_bn_param(k) and k.endswith(".bias"):
             k = k[: -len("bias")] + "beta"
         out[prefix + k] = v
-        stem = k[: -len("running_mean")]
-        if k.endswith(".running_mean") and stem + "weight" not in state_dict and torch.is_tensor(v):
+        stem = k.removesuffix("running_mean")
+        if stem != k and stem + "weight" not in state_dict and torch.is_tensor(v):
             # A BatchNorm without affine: rho keeps its γ = 1 and β = 0 (never trained).
             out[prefix + stem + "gamma"] = torch.ones_like(v)
             out[prefix + stem + "beta"] = torch.zeros_like(v)

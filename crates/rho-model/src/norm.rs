@@ -63,17 +63,19 @@ impl<B: Backend> BatchNorm<B> {
 
     /// γ, cut from the graph when the BatchNorm is not affine.
     fn scale(&self) -> Tensor<B, 1> {
-        match self.affine {
-            true => self.gamma.val(),
-            false => self.gamma.val().detach(),
-        }
+        self.trained_if_affine(self.gamma.val())
     }
 
     /// β, cut from the graph when the BatchNorm is not affine.
     fn shift(&self) -> Tensor<B, 1> {
-        match self.affine {
-            true => self.beta.val(),
-            false => self.beta.val().detach(),
+        self.trained_if_affine(self.beta.val())
+    }
+
+    fn trained_if_affine(&self, t: Tensor<B, 1>) -> Tensor<B, 1> {
+        if self.affine {
+            t
+        } else {
+            t.detach()
         }
     }
 

@@ -3,10 +3,9 @@
 //! Linear(in→H), then (L−1) × [optional BN1d → ReLU → Linear], the last Linear to d. With BN,
 //! every Linear but the last has no bias; without BN every Linear has one. An optional output
 //! BN1d without scale and shift (SimSiam's, docs/method.md "Output BatchNorm") follows the last
-//! Linear, which then has no bias either. The Linear layers
-//! start as [`HeadInit`] says: PySlowFast's "c2 xavier fill" by default, or PyTorch's own
-//! `nn.Linear` init, which learns far better at small scale (docs/method.md, "Head
-//! initialisation").
+//! Linear, which then has no bias either. The Linear layers start as [`HeadInit`] says:
+//! PySlowFast's "c2 xavier fill" by default, or PyTorch's own `nn.Linear` init, which learns
+//! far better at small scale (docs/method.md, "Head initialisation").
 
 use burn::config::Config;
 use burn::module::{Initializer, Module, Param};

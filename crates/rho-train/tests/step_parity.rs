@@ -500,13 +500,13 @@ fn run_case<B: AutodiffBackend>(case: &Case, fx: &Fx, run: Run) -> CaseResult {
             check_key(format!("{p}.momentum"), &[*m], EXACT);
         }
         let grads = grads.into_inner();
-        step_grads.push(grads.clone());
         if case.recorded.has_gradients(s) {
             check_gradients(&p, &grads, fx, tol, &mut errors);
         }
         if case.recorded.has_state(s) {
             check_state((&net, &method, &opt), fx, &p, tol, &mut errors);
         }
+        step_grads.push(grads);
     }
     (errors, step_grads)
 }
