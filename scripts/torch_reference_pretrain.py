@@ -19,6 +19,7 @@ clip), grayscale (p 0.2), normalisation (mean 0.45, std 0.225). ρ = 1 gives two
 clip, as in rho.
 """
 import argparse
+import itertools
 import json
 import math
 import os
@@ -124,6 +125,16 @@ class ClipSet(torch.utils.data.Dataset):
             start = rng.randint(0, max(frames.shape[0] - self.a.frames * self.a.stride, 0))
             return torch.stack([self.clip(frames, rng, start) for _ in range(2)]), i
         return torch.stack([self.clip(frames, rng) for _ in range(self.a.rho)]), i
+
+
+def rho_stream(prefix):
+    """The batches `rho pretrain` trains on, in order, as written by
+    crates/rho-train/examples/dump_batches.rs (PREFIX.f32 and PREFIX.json)."""
+    with open(prefix + ".json") as f:
+        meta = json.load(f)
+    arr = np.memmap(prefix + ".f32", dtype="<f4", mode="r").reshape(len(meta["videos"]), *meta["shape"])
+    for k, ids in enumerate(meta["videos"]):
+        yield torch.from_numpy(np.array(arr[k])), torch.tensor(ids)
 
 
 def load_rho_weights(net, path):
@@ -246,6 +257,8 @@ def main():
     p.add_argument("--max-steps", type=int, default=None,
                    help="stop after this many steps (the schedules still span the recipe's epochs), to study "
                    "the early phase of many runs")
+    p.add_argument("--batches", help="train on rho's own batches (PREFIX.f32/.json from the example "
+                   "dump_batches) instead of this script's data pipeline, to separate the two pipelines")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
@@ -296,6 +309,10 @@ def main():
     # MoCo: steps that only fill the queue (ρ·B keys each), before the schedule's first step.
     warm = math.ceil(a.queue_len / (a.batch * max(a.rho, 2))) if a.method == "moco" else 0
     last = total + warm if a.max_steps is None else min(total + warm, a.max_steps)
+    if a.batches:
+        with open(a.batches + ".json") as f:
+            last = min(last, len(json.load(f)["videos"]))
+        stream = rho_stream(a.batches)
     step, opt_steps = 0, 0
     log = open(os.path.join(a.out, "metrics.jsonl"), "w")
     epoch = 0
@@ -304,6 +321,8 @@ def main():
         g = torch.Generator().manual_seed(a.seed * 1000 + epoch)
         loader = torch.utils.data.DataLoader(ds, batch_size=a.batch, shuffle=True, drop_last=True, generator=g,
                                              num_workers=a.workers, persistent_workers=False)
+        if a.batches:
+            loader = itertools.islice(stream, iters)
         for clips, ids in loader:
             if step >= last:
                 break

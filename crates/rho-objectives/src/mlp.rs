@@ -238,4 +238,38 @@ mod tests {
             );
         }
     }
+
+    /// A network recorded before the output BatchNorm existed (a checkpoint of an older rho)
+    /// has no `output_norm` in its projectors and no `affine` in its BatchNorms; both load as
+    /// absent (serde fills a missing `Option` or empty record), so such a checkpoint resumes.
+    /// Checkpoints are NamedMpk, self-describing as JSON is; JSON lets the test delete the fields.
+    #[test]
+    fn a_record_from_before_the_output_norm_loads_unchanged() {
+        use burn::record::{FullPrecisionSettings, PrettyJsonFileRecorder, Recorder};
+        use burn::tensor::Distribution;
+        let dev = Default::default();
+        let cfg = ProjectionMlpConfig::new(16, 32, 8)
+            .with_layers(2)
+            .with_batch_norm(true);
+        let mlp = cfg.init::<Flex>(&dev);
+        let rec = PrettyJsonFileRecorder::<FullPrecisionSettings>::new();
+        let path = std::env::temp_dir().join(format!("rho_old_mlp_{}", std::process::id()));
+        Recorder::<Flex>::record(&rec, mlp.clone().into_record(), path.clone()).unwrap();
+        let file = path.with_extension("json");
+        let text = std::fs::read_to_string(&file).unwrap();
+        let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let item = json["item"].as_object_mut().unwrap();
+        assert!(item.remove("output_norm").is_some());
+        for bn in item["norms"].as_array_mut().unwrap() {
+            assert!(bn.as_object_mut().unwrap().remove("affine").is_some());
+        }
+        std::fs::write(&file, json.to_string()).unwrap();
+        let old = Recorder::<Flex>::load(&rec, path, &dev);
+        std::fs::remove_file(&file).ok();
+        let loaded = cfg.init::<Flex>(&dev).load_record(old.unwrap());
+        assert!(loaded.output_norm.is_none() && loaded.norms.iter().all(|bn| bn.affine));
+        let x = Tensor::<Flex, 2>::random([6, 16], Distribution::Normal(0.0, 1.0), &dev);
+        let want = mlp.forward(x.clone()).into_data().to_vec::<f32>().unwrap();
+        assert_eq!(loaded.forward(x).into_data().to_vec::<f32>().unwrap(), want);
+    }
 }
