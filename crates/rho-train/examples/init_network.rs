@@ -11,6 +11,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
+use rho_train::engine::build_networks;
 use rho_train::Recipe;
 use safetensors::tensor::{Dtype, TensorView};
 
@@ -55,13 +56,7 @@ fn main() -> Result<()> {
     };
     let recipe = Recipe::load(&PathBuf::from(recipe), overrides)?;
     let device = Default::default();
-    // The trainer's draw order (engine/trainer.rs `build_networks`).
-    B::seed(&device, recipe.seed);
-    let backbone = rho_model::ResNet3dConfig::preset(&recipe.model.arch)?.try_init::<B>(&device)?;
-    let net = recipe
-        .method_config()
-        .build_network(backbone, &device)
-        .with_precision(recipe.precision);
+    let (net, _) = build_networks::<B>(&recipe, &device)?;
     let mut c = Collect::default();
     net.visit(&mut c);
     let views = c

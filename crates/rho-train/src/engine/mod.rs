@@ -29,7 +29,7 @@ pub use data_parallel::{DataParallel, RankContext};
 pub use error::TrainError;
 pub use hooks::{on_step, FnHooks, Hooks, NoHooks};
 pub use options::{RunOptions, StepLog};
-pub use trainer::Trainer;
+pub use trainer::{build_networks, BoxedObjective, Trainer};
 
 use crate::recipe::Recipe;
 

@@ -285,10 +285,11 @@ impl Clock {
 }
 
 /// A method with its state, as the trainer holds it.
-type BoxedObjective<B> = Box<dyn Objective<B>>;
+pub type BoxedObjective<B> = Box<dyn Objective<B>>;
 
-/// The online network and the method's state, seeded by the recipe.
-fn build_networks<B: AutodiffBackend>(
+/// The online network and the method's state, seeded by the recipe: the network every run of
+/// the recipe starts from (also what `examples/init_network.rs` writes for the PyTorch reference).
+pub fn build_networks<B: AutodiffBackend>(
     recipe: &Recipe,
     device: &B::Device,
 ) -> Result<(SslNetwork<B>, BoxedObjective<B>), TrainError> {
